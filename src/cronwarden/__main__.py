@@ -1,0 +1,3 @@
+from cronwarden.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Turn a state-machine :class:`Decision` into database statements.
+
+The incident rows, timeline events and one outbox row per channel are built
+here so that the daemon can commit them in the same transaction as the state
+change that caused them (the outbox rule).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import store as sql
+from .config import Config, MonitorConfig
+from .monitor import Alert, AlertKind, Decision, _iso
+from .store import Statement, Store
+
+LOG_TAIL_BYTES = 4096
+HOST = socket.gethostname()
+
+
+@dataclass
+class Outcome:
+    """What one decision adds to a write, and what to do after the commit."""
+
+    statements: list[Statement] = field(default_factory=list)
+    channels: set[str] = field(default_factory=set)  # channels to wake after commit
+    logged: list[dict[str, Any]] = field(default_factory=list)  # alerts with no channel: log them
+
+
+def tail(body: bytes | None, limit: int = LOG_TAIL_BYTES) -> str:
+    if not body:
+        return ""
+    return body[-limit:].decode("utf-8", errors="replace")
+
+
+def build_payload(config: Config, cfg: MonitorConfig, alert: Alert, incident_id: int | None,
+                  decision: Decision, output: str) -> dict[str, Any]:
+    base = config.server.base_url.rstrip("/")
+    links = {"dashboard": f"{base}/monitors/{cfg.name}"}
+    if cfg.runbook:
+        links["runbook"] = cfg.runbook
+    state = decision.state
+    return {
+        "event": alert.kind.value,
+        "monitor": cfg.name,
+        "status": "up" if alert.kind in (AlertKind.RECOVERED, AlertKind.SLOW) and state.incident is None
+        else "down",
+        "severity": "info" if alert.kind is AlertKind.RECOVERED else cfg.severity.value,
+        "summary": alert.summary,
+        "occurred_at": _iso(alert.at),
+        "incident": incident_id,
+        "reminder": alert.reminder,
+        "expected_at": _iso(alert.expected_at),
+        "last_success": _iso(state.last_success),
+        "schedule": cfg.schedule_text,
+        "host": HOST,
+        "run": alert.run.to_json() if alert.run else None,
+        "log": output,
+        "links": links,
+    }
+
+
+def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Decision,
+                 incident_ids: dict[tuple[str, int], int], output: str, now: datetime) -> Outcome:
+    out = Outcome()
+    at = now.timestamp()
+    for alert in decision.alerts:
+        incident_id = None
+        if alert.incident_seq is not None:
+            key = (cfg.name, alert.incident_seq)
+            if alert.opens or key not in incident_ids:
+                incident_ids[key] = store.next_id("incidents")
+                out.statements.append(sql.upsert_incident(
+                    incident_ids[key], cfg.name, alert.incident_seq, alert.kind.value,
+                    cfg.severity.value, alert.summary, at, None))
+            incident_id = incident_ids[key]
+            if alert.closes:
+                out.statements.append(sql.close_incident(incident_id, at))
+        payload = build_payload(config, cfg, alert, incident_id, decision, output)
+        if incident_id is not None:
+            kind = "reminder" if alert.reminder else alert.kind.value
+            out.statements.append(sql.insert_incident_event(
+                store.next_id("incident_events"), incident_id, at, kind,
+                {"summary": alert.summary, "notified": alert.notify,
+                 "channels": list(cfg.channels) if alert.notify else []}))
+        if not alert.notify:
+            continue
+        if not cfg.channels:
+            out.logged.append(payload)
+        for channel in cfg.channels:
+            out.statements.append(sql.insert_outbox(
+                store.next_id("outbox"), channel, cfg.name, incident_id, alert.kind.value, payload, at))
+            out.channels.add(channel)
+    return out

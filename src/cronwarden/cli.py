@@ -1,0 +1,85 @@
+"""Command line: ``cronwarden serve | check`` (``python -m cronwarden`` is the same)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+
+DEFAULT_CONFIG = os.environ.get("CRONWARDEN_CONFIG", "/etc/cronwarden/cronwarden.yaml")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """One line per event on stderr; no timestamps under journald, which adds its own."""
+    if os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(levelname)s %(name)s: %(message)s"
+    else:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr,
+                        force=True)
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} problem(s); nothing was applied", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    print(f"{args.config}: OK ({len(config.monitors)} monitors, {len(config.channels)} channels)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    config = _load(args.config)
+    if config is None:
+        return 2
+    if not config.server.is_loopback and not config.server.api_token():
+        print(f"{args.config}: refusing to listen on {config.server.host} without an API token: set "
+              f"server.api_token_env and that environment variable, or listen on 127.0.0.1",
+              file=sys.stderr)
+        return 2
+    from .daemon import Daemon
+
+    try:
+        asyncio.run(Daemon(config).run(args.config))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"cronwarden: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cronwarden", description="Monitor cron jobs and background jobs.")
+    parser.add_argument("--version", action="version", version=f"cronwarden {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
+    serve.add_argument("--log-level", default=os.environ.get("CRONWARDEN_LOG_LEVEL", "INFO"))
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate a config file and print every problem")
+    check.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

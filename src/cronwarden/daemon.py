@@ -1,0 +1,368 @@
+"""The daemon: a thin shell of I/O around the pure core.
+
+Lifecycle (``Daemon.run``): start → serve → stop.
+
+1. start: open the store, recover every monitor's state, reconcile it with the
+   config (new monitors are due from now, removed ones keep their history but
+   stop alerting), schedule every deadline (those already past fire at once),
+   start the timer task, one delivery worker per channel, and the HTTP server.
+2. serve: pings and ticks go through :meth:`Daemon.apply`: the pure
+   :func:`monitor.step`, then one group-committed write of the ping, the new
+   state, the run, the incident rows and the outbox rows.
+3. stop (SIGTERM/SIGINT): stop taking requests, stop the timer and the
+   workers (an unfinished delivery stays pending and is retried next start),
+   commit what was accepted, close the database. A second signal exits at once.
+
+SIGHUP re-reads the config; a bad file is refused with its problems logged
+and the running config stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import aiohttp
+from aiohttp import web
+
+from . import alerts, monitor
+from . import store as sql
+from .channels import registry
+from .config import Config, ConfigError, MonitorConfig, load_config
+from .delivery import ChannelWorker
+from .monitor import Decision, Event, MonitorState, Ping, Tick
+from .store import Statement, Store
+from .wheel import Clock, TimerWheel
+
+log = logging.getLogger("cronwarden")
+
+MAX_SLEEP = 5.0  # the timer wakes at least this often to notice wall-clock jumps
+CLOCK_JUMP = 1.0  # seconds of wall/monotonic drift treated as a clock step
+
+
+@dataclass
+class Stats:
+    pings: int = 0
+    alerts: int = 0
+    last_lateness: float = 0.0
+    max_lateness: float = 0.0
+    clock_jumps: int = 0
+    started_at: float = 0.0
+    reloads: int = 0
+    reload_errors: int = 0
+    lateness_samples: list[float] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.store = Store(config.server.database)
+        self.states: dict[str, MonitorState] = {}
+        self.by_key: dict[str, str] = config.monitor_by_key()
+        self.incident_ids: dict[tuple[str, int], int] = {}
+        self.wheel = TimerWheel()
+        self.stats = Stats()
+        self.workers: dict[str, tuple[ChannelWorker, asyncio.Task[None]]] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.runner: web.AppRunner | None = None
+        self.bound: tuple[str, int] | None = None
+        self._timer_task: asyncio.Task[None] | None = None
+        self._rearm = asyncio.Event()
+        self._sleep_until = 0.0
+        self._stopping = asyncio.Event()
+        self._background: set[asyncio.Future[object]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.stats.started_at = self.clock.time()
+        await self.store.open()
+        try:
+            self.session = aiohttp.ClientSession()
+            await self._recover()
+            self._timer_task = asyncio.create_task(self._timer_loop(), name="cronwarden-timer")
+            self._sync_workers()
+            from .http import build_app
+
+            self.runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, self.config.server.host, self.config.server.port,
+                               reuse_address=True)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            host, port = sockets[0].getsockname()[:2] if sockets else (self.config.server.host,
+                                                                        self.config.server.port)
+            self.bound = (host, port)
+            log.info("cronwarden listening on http://%s:%s with %d monitors (database %s)",
+                     host, port, len(self.config.monitors), self.config.server.database)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            await asyncio.gather(self._timer_task, return_exceptions=True)
+            self._timer_task = None
+        for name in list(self.workers):
+            await self._stop_worker(name)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        await self.store.close()
+        log.info("cronwarden stopped")
+
+    async def run(self, config_path: str | None = None) -> None:
+        """Start, serve until SIGTERM/SIGINT, then stop. SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_term() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                log.warning("second signal: exiting at once")
+                os._exit(1)
+            log.info("stopping (signal received)")
+            self._stopping.set()
+
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+        loop.add_signal_handler(signal.SIGINT, on_term)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload_from(config_path)))
+        try:
+            await self.start()
+            await self._stopping.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _recover(self) -> None:
+        now = self.clock.now()
+        stored = await self.store.load_monitors()
+        self.incident_ids = await self.store.incident_ids()
+        statements: list[Statement] = []
+        for name, cfg in self.config.monitors.items():
+            if name in stored:
+                state = MonitorState.from_json(stored[name][1])
+            else:
+                state = monitor.new_state(now)
+            statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
+            self.states[name] = state
+        for name in stored:
+            if name not in self.config.monitors:
+                statements.append(sql.mark_removed(name, now.timestamp()))
+        await self.store.write(statements)
+        for name in self.states:
+            self._schedule(name)
+        overdue = sum(1 for key in self.wheel.all_keys() if self._deadline(str(key)) <= now)
+        if overdue:
+            log.info("%d monitors fell due while the daemon was down; checking them now", overdue)
+
+    # ------------------------------------------------------------ reload
+
+    async def reload_from(self, path: str | None) -> bool:
+        path = path or str(self.config.path)
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            self.stats.reload_errors += 1
+            for problem in exc.problems:
+                log.error("%s", problem)
+            log.error("reload refused: %d problem(s) in %s; the running config stays in force",
+                      len(exc.problems), path)
+            return False
+        await self.apply_config(new)
+        return True
+
+    async def apply_config(self, new: Config) -> None:
+        old = self.config
+        for key in ("host", "port", "database"):
+            if getattr(old.server, key) != getattr(new.server, key):
+                log.warning("server.%s changed: restart the daemon for it to take effect", key)
+        new = Config(path=new.path, server=_keep_bind(old, new), channels=new.channels, monitors=new.monitors)
+        now = self.clock.now()
+        statements: list[Statement] = []
+        for name in list(self.states):
+            if name not in new.monitors:
+                del self.states[name]
+                self.wheel.cancel(name)
+                statements.append(sql.mark_removed(name, now.timestamp()))
+        stored = await self.store.load_monitors()
+        for name in new.monitors:
+            if name not in self.states:
+                state = (MonitorState.from_json(stored[name][1]) if name in stored
+                         else monitor.new_state(now))
+                self.states[name] = state
+                statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
+        self.config = new
+        self.by_key = new.monitor_by_key()
+        await self.store.write(statements)
+        for name in self.states:
+            self._schedule(name)
+        self._sync_workers()
+        self.stats.reloads += 1
+        log.info("configuration reloaded: %d monitors, %d channels", len(new.monitors), len(new.channels))
+
+    # ------------------------------------------------------------ applying events
+
+    def resolve(self, name_or_key: str) -> str | None:
+        if name_or_key in self.config.monitors:
+            return name_or_key
+        return self.by_key.get(name_or_key.lower())
+
+    def silenced(self, cfg: MonitorConfig) -> bool:
+        return any(
+            (dep_state := self.states.get(dep)) is not None and dep_state.incident is not None
+            for dep in cfg.depends_on
+        )
+
+    def plan(self, name: str, event: Event, now: datetime, ping_row: tuple | None = None,
+             body: bytes | None = None) -> tuple[Decision, alerts.Outcome]:
+        """Step the monitor and build every statement of the change; memory is updated."""
+        cfg = self.config.monitors[name]
+        decision = monitor.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg))
+        output = alerts.tail(body)
+        outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now)
+        state = decision.state
+        statements = outcome.statements
+        ping_id = None
+        if ping_row is not None:
+            ping_id = self.store.next_id("pings")
+            statements.insert(0, sql.insert_ping(ping_id, name, now.timestamp(), *ping_row))
+        if decision.run is not None:
+            run = decision.run
+            statements.append(sql.insert_run(
+                self.store.next_id("runs"), name, run.rid,
+                run.started_at.timestamp() if run.started_at else None,
+                now.timestamp(), run.duration_s, run.exit_status, run.metadata, ping_id))
+        if state is not self.states[name]:
+            statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
+            self.states[name] = state
+        self._schedule(name)
+        return decision, outcome
+
+    async def commit(self, outcomes: list[alerts.Outcome]) -> None:
+        statements = [s for o in outcomes for s in o.statements]
+        if statements:
+            await self.store.write(statements)
+        for outcome in outcomes:
+            for payload in outcome.logged:
+                from .channels.log import format_line
+
+                log.warning("%s (no channel configured)", format_line(payload))
+            self.stats.alerts += len(outcome.logged)
+            for channel in outcome.channels:
+                worker = self.workers.get(channel)
+                if worker:
+                    worker[0].wake.set()
+                self.stats.alerts += 1
+
+    async def ping(self, name: str, kind: monitor.PingKind, *, exit_status: int | None = None,
+                   rid: str | None = None, metadata: dict | None = None, body: bytes | None = None,
+                   remote: str | None = None) -> None:
+        """Record one ping; returns once it is committed (raises StoreError if it cannot be)."""
+        now = self.clock.now()
+        event = Ping(kind, rid=rid, exit_status=exit_status, metadata=metadata)
+        _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
+        self.stats.pings += 1
+        await self.commit([outcome])
+
+    # ------------------------------------------------------------ timer
+
+    def _deadline(self, name: str) -> datetime:
+        return monitor.next_deadline(self.config.monitors[name], self.states[name])
+
+    def _schedule(self, name: str) -> None:
+        when = self._deadline(name).timestamp()
+        self.wheel.schedule(name, when)
+        if when < self._sleep_until:
+            self._rearm.set()
+
+    async def _timer_loop(self) -> None:
+        offset = self.clock.time() - self.clock.monotonic()
+        while True:
+            now_ts = self.clock.time()
+            new_offset = now_ts - self.clock.monotonic()
+            if abs(new_offset - offset) > CLOCK_JUMP:
+                self.stats.clock_jumps += 1
+                log.warning("wall clock jumped by %+.1fs; re-checking every deadline", new_offset - offset)
+            offset = new_offset
+            due = self.wheel.pop_due(now_ts)
+            if due:
+                try:
+                    await self._fire(due)
+                except Exception:
+                    log.exception("timer: processing %d deadlines failed; retrying in 1s", len(due))
+                    for name in due:
+                        if name in self.states:
+                            self.wheel.schedule(name, now_ts + 1.0)
+                continue
+            nxt = self.wheel.next_time()
+            delay = MAX_SLEEP if nxt is None else min(MAX_SLEEP, max(0.0, nxt - self.clock.time()))
+            self._sleep_until = self.clock.time() + delay
+            self._rearm.clear()
+            try:
+                await asyncio.wait_for(self._rearm.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            self._sleep_until = 0.0
+
+    async def _fire(self, names: list) -> None:
+        now = self.clock.now()
+        outcomes = []
+        for name in names:
+            if name not in self.states:
+                continue  # removed by a reload
+            deadline = self._deadline(name)
+            if deadline > now:
+                self._schedule(name)  # early (clock stepped back, or state moved on): re-arm
+                continue
+            lateness = (now - deadline).total_seconds()
+            self.stats.last_lateness = lateness
+            self.stats.max_lateness = max(self.stats.max_lateness, lateness)
+            _, outcome = self.plan(name, Tick(), now)
+            outcomes.append(outcome)
+        await self.commit(outcomes)
+
+    # ------------------------------------------------------------ workers
+
+    def _sync_workers(self) -> None:
+        senders = registry()
+        assert self.session is not None
+        for name in list(self.workers):
+            if self.config.channels.get(name) != self.workers[name][0].channel:
+                _, task = self.workers.pop(name)
+                task.cancel()  # an unfinished delivery stays pending for the new worker
+        for name, channel in self.config.channels.items():
+            if name not in self.workers:
+                worker = ChannelWorker(self.store, channel, senders[channel.type], self.session, self.clock)
+                task = asyncio.create_task(worker.run(), name=f"cronwarden-channel-{name}")
+                self.workers[name] = (worker, task)
+
+    async def _stop_worker(self, name: str) -> None:
+        entry = self.workers.pop(name, None)
+        if entry:
+            entry[1].cancel()
+            await asyncio.gather(entry[1], return_exceptions=True)
+
+
+def _keep_bind(old: Config, new: Config):  # type: ignore[no-untyped-def]
+    """Listen address and database cannot change without a restart."""
+    from dataclasses import replace
+
+    return replace(new.server, host=old.server.host, port=old.server.port, database=old.server.database)

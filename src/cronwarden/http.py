@@ -1,0 +1,244 @@
+"""HTTP surface: ping URLs, the JSON API and /healthz (aiohttp)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from .monitor import PingKind, _iso, due_at, effective_status
+from .store import StoreError
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("cronwarden.http")
+
+DAEMON: web.AppKey["Daemon"] = web.AppKey("daemon")
+MAX_RID = 128
+
+
+class PingPathError(ValueError):
+    """A ping URL that does not name a monitor and an action; ``status`` is 400 or 404."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class PingTarget:
+    ident: str  # a monitor name or a Healthchecks-style UUID key
+    kind: PingKind
+    exit_status: int | None = None
+
+
+def parse_action(action: str) -> tuple[PingKind, int | None]:
+    if action == "":
+        return PingKind.SUCCESS, None
+    if action in ("start", "fail", "log"):
+        return PingKind(action), None
+    if action.isdigit() and len(action) <= 3 and int(action) <= 255:
+        code = int(action)
+        return (PingKind.SUCCESS if code == 0 else PingKind.FAIL), code
+    raise PingPathError(f"unknown ping action '{action[:40]}': use start, fail, log or an exit status 0-255")
+
+
+def parse_ping_path(tail: str, ping_key: str | None) -> PingTarget:
+    """Split what follows ``/ping/`` into monitor and action. Pure; raises PingPathError.
+
+    Forms: ``NAME``, ``NAME/ACTION``, ``PING_KEY/NAME``, ``PING_KEY/NAME/ACTION``
+    (where a monitor has a ``key``, the UUID stands in for NAME)."""
+    parts = tail.split("/")
+    if parts and parts[-1] == "" and len(parts) > 1:
+        parts.pop()  # tolerate one trailing slash
+    if ping_key is not None and len(parts) >= 2 and hmac.compare_digest(parts[0], ping_key):
+        parts = parts[1:]
+    if not parts or parts[0] == "":
+        raise PingPathError("missing monitor name: use /ping/NAME")
+    if len(parts) > 2:
+        raise PingPathError("too many path segments: use /ping/NAME or /ping/NAME/ACTION", 404)
+    kind, code = parse_action(parts[1] if len(parts) == 2 else "")
+    return PingTarget(parts[0], kind, code)
+
+
+async def read_tail(request: web.Request, limit: int) -> bytes:
+    """Read the body, keeping at most the last `limit` bytes (never buffering it all)."""
+    if not request.body_exists:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        while chunks and size - len(chunks[0]) >= limit:
+            size -= len(chunks.pop(0))
+    body = b"".join(chunks)
+    return body[-limit:] if limit else b""
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n" if status != 200 else message)
+
+
+async def handle_ping(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    server = daemon.config.server
+    try:
+        target = parse_ping_path(request.match_info["tail"], server.ping_key)
+    except PingPathError as exc:
+        return _text(exc.status, str(exc))
+    name = daemon.resolve(target.ident)
+    if name is None:
+        return _text(404, f"unknown monitor '{target.ident[:80]}': no monitor or key of that name in the config")
+    rid = request.query.get("rid") or None
+    if rid is not None and len(rid) > MAX_RID:
+        return _text(400, f"rid is longer than {MAX_RID} characters")
+    body = await read_tail(request, server.max_body)
+    metadata = None
+    if body and target.kind in (PingKind.SUCCESS, PingKind.FAIL) and request.content_type == "application/json":
+        truncated = request.content_length is not None and request.content_length > len(body)
+        if not truncated:
+            try:
+                parsed = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                return _text(400, f"body is not valid JSON ({exc}); send metadata as a JSON object")
+            if not isinstance(parsed, dict):
+                return _text(400, "JSON body must be an object of metadata fields")
+            metadata = parsed
+    try:
+        await daemon.ping(name, target.kind, exit_status=target.exit_status, rid=rid, metadata=metadata,
+                          body=body, remote=request.remote)
+    except StoreError as exc:
+        return _text(503, f"ping not recorded: {exc}")
+    return _text(200, "OK")
+
+
+# ------------------------------------------------------------------ API
+
+
+def _auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        token = request.app[DAEMON].config.server.api_token()
+        if token:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                         headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return wrapped
+
+
+def monitor_json(daemon: "Daemon", name: str) -> dict[str, Any]:
+    cfg = daemon.config.monitors[name]
+    state = daemon.states[name]
+    now = daemon.clock.now()
+    incident = state.incident
+    return {
+        "name": name,
+        "status": effective_status(cfg, state, now).value,
+        "schedule": {"every": cfg.every, "cron": cfg.cron, "timezone": cfg.timezone, "grace": cfg.grace},
+        "severity": cfg.severity.value,
+        "tags": list(cfg.tags),
+        "created_at": _iso(state.created_at),
+        "last_ping": _iso(state.last_ping),
+        "last_success": _iso(state.last_success),
+        "next_due": _iso(due_at(cfg, state)),
+        "last_duration_s": state.last_duration,
+        "consecutive_failures": state.failures,
+        "running": [{"started_at": _iso(r.started_at), "rid": r.rid, "hung": r.hung} for r in state.open_runs],
+        "incident": None if incident is None else {
+            "id": daemon.incident_ids.get((name, incident.seq)),
+            "event": incident.kind.value,
+            "opened_at": _iso(incident.opened_at),
+            "acknowledged": incident.acked,
+        },
+    }
+
+
+@_auth
+async def api_monitors(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response({"monitors": [monitor_json(daemon, n) for n in sorted(daemon.states)]})
+
+
+@_auth
+async def api_monitor(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.states:
+        return web.json_response({"error": f"unknown monitor '{name[:80]}'"}, status=404)
+    data = monitor_json(daemon, name)
+    limit = min(max(int(request.query.get("runs", "20")) if request.query.get("runs", "20").isdigit() else 20, 1),
+                500)
+    runs = await daemon.store.recent_runs(name, limit)
+    data["runs"] = [{
+        "started_at": _iso_ts(r["started_at"]),
+        "ended_at": _iso_ts(r["ended_at"]),
+        "duration_s": r["duration_s"],
+        "exit_status": r["exit_status"],
+        "rid": r["rid"],
+        "metadata": json.loads(r["metadata"]) if r["metadata"] else None,
+        "output": (r["body"] or b"").decode("utf-8", errors="replace"),
+    } for r in runs]
+    data["pings"] = await daemon.store.ping_count(name)
+    return web.json_response(data)
+
+
+def _iso_ts(ts: float | None) -> str | None:
+    from datetime import datetime, timezone
+
+    return None if ts is None else _iso(datetime.fromtimestamp(ts, timezone.utc))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    stats = daemon.stats
+    try:
+        backlog = await daemon.store.outbox_backlog()
+        db_ok = daemon.store.last_error is None
+    except Exception as exc:  # the read connection failing is itself the news
+        backlog, db_ok = -1, False
+        daemon.store.last_error = str(exc)
+    healthy = db_ok
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "database": "ok" if db_ok else f"error: {daemon.store.last_error}",
+        "monitors": len(daemon.states),
+        "outbox_backlog": backlog,
+        "wheel_lateness_s": round(stats.last_lateness, 3),
+        "wheel_max_lateness_s": round(stats.max_lateness, 3),
+        "pings": stats.pings,
+        "alerts": stats.alerts,
+    }
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Every failure becomes a one-line answer; nothing a client sends kills the daemon."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not exc.text:
+            exc.text = f"{exc.status} {exc.reason}\n"
+        raise
+    except Exception:
+        log.exception("error handling %s %s", request.method, request.path)
+        return web.Response(status=500, text="internal error; see the daemon's log\n")
+
+
+def build_app(daemon: "Daemon") -> web.Application:
+    app = web.Application(middlewares=[errors_middleware])
+    app[DAEMON] = daemon
+    for method in ("GET", "POST", "HEAD"):
+        app.router.add_route(method, "/ping/{tail:.*}", handle_ping)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/v1/monitors", api_monitors)
+    app.router.add_get("/api/v1/monitors/{name}", api_monitor)
+    return app

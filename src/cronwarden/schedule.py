@@ -1,0 +1,404 @@
+"""When is a monitored job next due?  Pure schedule arithmetic.
+
+Nothing here reads the clock or does I/O: "now" is always passed in, so every
+function is deterministic and cheap enough to call for 100,000 monitors at
+startup.
+
+Theory of operation
+===================
+
+A five-field cron expression names *wall-clock* minutes in the job's time zone
+(``30 3 * * *`` means "whenever the clock on the wall reads 03:30").  Cron
+matching therefore happens on naive local wall time, exactly like a cron daemon
+does it; only afterwards is each matching wall minute mapped to one instant in
+UTC.  All comparisons ("strictly after") are made on those UTC instants.
+
+The mapping from a matching wall time ``W`` in zone ``tz`` to a UTC instant:
+
+* ``W`` exists once (the normal case): its UTC instant.
+* ``W`` does not exist -- it lies in a spring-forward gap, e.g. 03:30 on
+  2026-03-29 in Europe/Riga, where clocks jump from 03:00 to 04:00: the job is
+  due once, at the first real instant after the gap (04:00 local, 01:00 UTC),
+  as Debian's (Vixie) cron catches up a fixed-time job that the jump skipped.
+  Every matching time inside one gap (``*/15 3 * * *`` matches four of them)
+  maps to that same instant, and so does a matching time right at the end of
+  the gap (04:00), so they all count as one single fire.
+* ``W`` exists twice -- it lies in the repeated period of a fall-back, e.g.
+  03:30 on 2026-10-25 in Europe/Riga, where 03:00-04:00 happens first in EEST
+  and then again in EET: the job is due once, at the first occurrence
+  (``fold=0``, 03:30 EEST = 00:30 UTC).  The second pass through that wall
+  hour fires nothing, for every expression: ``0 * * * *`` fires at 03:00 EEST
+  (00:00 UTC), not at 03:00 EET (01:00 UTC), and then at 04:00 EET (02:00 UTC).
+
+This mapping never runs backwards in time (later wall times never map to
+earlier instants), so "the next fire strictly after ``after``" is simply the
+first matching wall time, walking forward from the wall time of ``after``,
+whose UTC instant is later than ``after``.  Equal instants are one fire, so
+nothing is ever reported twice, and the result is never ``<= after`` -- also
+when ``after`` itself falls in the repeated hour (``fold=1``): the remaining
+wall times of that hour were already due during its first pass, so they are
+skipped and the next fire is the first matching time after the repeated
+period.  Wall times not touched by a DST transition are unaffected.
+
+These are the rules Vixie/Debian cron applies to *fixed-time* jobs (neither
+the minute nor the hour field starts with ``*``; it runs a skipped job once per
+skipped matching minute, all right after the gap, which a monitor sees as one
+due time).  Cron treats *wildcard* jobs (minute or hour field starting with
+``*``) in real time instead: it skips their wall times inside a gap and runs
+them again in the repeated hour.  This module deliberately applies the rules
+above to every expression, so for wildcard jobs:
+
+* in the repeated hour cron runs them more often than expected here (an
+  extra ping, harmless);
+* in a gap, a time expected here at the end of the gap may have no run:
+  ``30 * * * *`` is expected at 04:00 and 04:30 on Riga's spring-forward day
+  but cron runs it at 04:30 only, and ``*/15 3 * * *`` is expected at 04:00
+  while cron does not run it that day at all.  Grace periods must cover this.
+
+Why not let croniter do it
+--------------------------
+croniter (7.0.0), given zone-aware datetimes, reports ``30 3 * * *`` twice on
+2026-10-25 in Europe/Riga (00:30 and 01:30 UTC), which would raise a false
+alarm every autumn.  Its parser also departs from cron in ways that matter to
+a monitor: ``5-5`` and ``sun-sun`` expand to the whole field, a ``*/2``
+day-of-month with a day-of-week is ORed (cron ANDs when either field starts
+with ``*``), and it accepts ``?``, ``L``, ``W``, ``#``, ``H`` and wrap-around
+ranges that cron rejects.  So the expression is parsed here, strictly, into
+sets of allowed values (cached per expression) and matched on naive wall time
+with field-wise jumps (no minute-by-minute scanning); the tests cross-check the
+result against both croniter (on naive wall time) and cronsim.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+__all__ = ["next_cron_fire", "next_every", "validate_cron"]
+
+_UTC = timezone.utc
+_MINUTE = timedelta(minutes=1)
+# How far ahead to look for a match before giving up.  Every expression that
+# passes validation matches within 28 years (the worst case is February 29th
+# restricted to one weekday); this is only a guard against looping forever.
+_SEARCH_YEARS = 200
+# When ``after`` lies in a repeated (fall-back) hour, the wall times left in
+# that hour are skipped one match at a time; a transition never repeats more
+# than a few hours, so a few hundred matches is a generous bound.
+_MAX_SKIPPED_MATCHES = 1000
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_MONTH_NAMES = {
+    name: number
+    for number, name in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+        start=1,
+    )
+}
+_DOW_NAMES = {
+    name: number
+    for number, name in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])
+}
+# (name, lowest, highest, names); day-of-week accepts 0-7, 7 meaning Sunday.
+_FIELDS = (
+    ("minute", 0, 59, None),
+    ("hour", 0, 23, None),
+    ("day-of-month", 1, 31, None),
+    ("month", 1, 12, _MONTH_NAMES),
+    ("day-of-week", 0, 7, _DOW_NAMES),
+)
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February may have 29
+_FIELD_SEPARATOR = re.compile(r"[ \t]+")
+_NUMBER = re.compile(r"[0-9]+")
+
+
+class _BadCron(ValueError):
+    """A one-line reason, without the "bad cron expression" prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One parsed expression: per field, the allowed values as lookup tables."""
+
+    # next_minute[m] is the first allowed minute >= m, or 60 when there is none
+    # (61 entries); likewise next_hour (25 entries, 24 = none) and next_month
+    # (14 entries, 13 = none).
+    next_minute: tuple[int, ...]
+    next_hour: tuple[int, ...]
+    next_month: tuple[int, ...]
+    dom_bits: int  # bit d set: day-of-month d allowed
+    dow_bits: int  # bit w set: weekday w allowed, 0 = Sunday
+    # Cron's rule: when either day field starts with "*", a day must match
+    # both fields; otherwise (both restricted) matching either one suffices.
+    days_and: bool
+
+
+def validate_cron(expr: str) -> str | None:
+    """None when `expr` is a valid five-field cron expression, else a one-line reason.
+
+    Accepted: five fields (minute hour day-of-month month day-of-week) made of
+    ``*``, numbers, ``a-b`` ranges, ``/step`` after ``*``, a range or a number
+    (``a/step`` meaning ``a-<max>/step``), comma lists, month and weekday names
+    (``jan``, ``mon-fri``, any case), weekday 7 for Sunday; and the macros
+    ``@hourly``, ``@daily``, ``@midnight``, ``@weekly``, ``@monthly``,
+    ``@yearly`` and ``@annually``.  Rejected: six- and seven-field forms,
+    ``@reboot``, the non-cron extensions ``? L W # H``, backwards ranges, and
+    expressions that can never fire (``0 0 31 2 *``).  Never raises.
+    """
+    try:
+        _parse(expr)
+    except _BadCron as exc:
+        return f"bad cron expression {_quote(expr)}: {exc}"
+    except Exception as exc:  # never raise, whatever is passed in
+        return f"bad cron expression {_quote(expr)}: {type(exc).__name__}"
+    return None
+
+
+def next_cron_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime:
+    """The first fire time strictly after `after` of cron `expr` in wall time of `tz`.
+
+    `after` must be timezone-aware (any zone).  The result is an aware
+    datetime in UTC (``tzinfo=datetime.timezone.utc``), always later than
+    `after`.  Nonexistent wall times (spring-forward gap) fire once at the end
+    of the gap; ambiguous wall times (fall-back) fire once, at their first
+    occurrence; see the module docstring.  Raises ``ValueError`` for an
+    invalid expression (with the same reason `validate_cron` gives) or a naive
+    `after`.
+    """
+    try:
+        spec = _parse(expr)
+    except _BadCron as exc:
+        raise ValueError(f"bad cron expression {_quote(expr)}: {exc}") from None
+    if after.tzinfo is None or after.utcoffset() is None:
+        raise ValueError(f"after must be timezone-aware, got naive {after.isoformat()}")
+
+    after_utc = after.astimezone(_UTC)
+    # Matching wall times are searched from the minute after the wall time of
+    # `after`: no earlier wall time can map to an instant later than `after`.
+    # (Plain integer fields rather than datetime.replace(): this is the hot
+    # path, and replace() costs more than the whole match.)
+    local = after_utc.astimezone(tz)
+    wall = (local.year, local.month, local.day, local.hour, local.minute + 1)
+    for _ in range(_MAX_SKIPPED_MATCHES):
+        match = _next_match(spec, *wall)
+        fire = _wall_to_utc(tz, *match)
+        if fire > after_utc:
+            return fire
+        # Only reached when `after` lies in a repeated hour: this wall time
+        # already fired during the hour's first pass.
+        wall = (*match[:4], match[4] + 1)
+    raise ValueError(f"cron expression {expr!r}: no fire found after {after.isoformat()}")
+
+
+def next_every(last: datetime, period_s: int) -> datetime:
+    """`last` + `period_s` seconds, as an aware datetime in UTC.
+
+    The addition is done in UTC, so a period is elapsed time even across a
+    DST change of `last`'s zone.  Raises ``ValueError`` for a naive `last` or
+    a period shorter than one second.
+    """
+    if last.tzinfo is None or last.utcoffset() is None:
+        raise ValueError(f"last must be timezone-aware, got naive {last.isoformat()}")
+    if period_s < 1:
+        raise ValueError(f"period must be at least 1 second, got {period_s}")
+    return last.astimezone(_UTC) + timedelta(seconds=period_s)
+
+
+# --- parsing -----------------------------------------------------------------
+
+
+def _quote(expr: object) -> str:
+    return repr(expr)
+
+
+@lru_cache(maxsize=65536)
+def _parse(expr: str) -> _Spec:
+    if not isinstance(expr, str):
+        raise _BadCron(f"expected a string, got {type(expr).__name__}")
+    text = expr.strip()
+    if text.startswith("@"):
+        macro = text.lower()
+        if macro == "@reboot":
+            raise _BadCron("@reboot has no schedule to monitor; use a five-field expression")
+        if macro not in _MACROS:
+            raise _BadCron(f"unknown macro {text!r}; known: {', '.join(_MACROS)}")
+        text = _MACROS[macro]
+    fields = _FIELD_SEPARATOR.split(text) if text else []
+    if len(fields) != 5:
+        raise _BadCron(
+            f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+        )
+
+    values = [
+        _parse_field(field, name, low, high, names)
+        for field, (name, low, high, names) in zip(fields, _FIELDS)
+    ]
+    minutes, hours, doms, months, dows = values
+    if 7 in dows:
+        dows = (dows - {7}) | {0}
+    days_and = fields[2].startswith("*") or fields[4].startswith("*")
+    if days_and and min(doms) > max(_MONTH_DAYS[month] for month in months):
+        raise _BadCron(
+            f"never fires: day-of-month {fields[2]} does not occur in month {fields[3]}"
+        )
+    return _Spec(
+        next_minute=_next_table(minutes, 60),
+        next_hour=_next_table(hours, 24),
+        next_month=_next_table(months, 13),
+        dom_bits=sum(1 << day for day in doms),
+        dow_bits=sum(1 << day for day in dows),
+        days_and=days_and,
+    )
+
+
+def _parse_field(
+    text: str, name: str, low: int, high: int, names: dict[str, int] | None
+) -> frozenset[int]:
+    allowed: set[int] = set()
+    for item in text.split(","):
+        if not item:
+            raise _BadCron(f"{name} field {text!r} has an empty list item")
+        base, slash, step_text = item.partition("/")
+        step = 1
+        if slash:
+            if not _NUMBER.fullmatch(step_text):
+                raise _BadCron(f"{name} step {step_text!r} in {item!r} is not a number")
+            step = int(step_text)
+            if step < 1:
+                raise _BadCron(f"{name} step in {item!r} must be at least 1")
+        if base == "*":
+            first, last = low, high
+        elif "-" in base:
+            first_text, _, last_text = base.partition("-")
+            first = _parse_value(first_text, item, name, low, high, names)
+            last = _parse_value(last_text, item, name, low, high, names)
+            if first > last:
+                raise _BadCron(f"{name} range {item!r} is backwards (cron ranges do not wrap)")
+        else:
+            first = _parse_value(base, item, name, low, high, names)
+            last = high if slash else first  # "a/step" means "a-<max>/step"
+        allowed.update(range(first, last + 1, step))
+    return frozenset(allowed)
+
+
+def _parse_value(
+    text: str, item: str, name: str, low: int, high: int, names: dict[str, int] | None
+) -> int:
+    if _NUMBER.fullmatch(text):
+        value = int(text)
+        if not low <= value <= high:
+            raise _BadCron(f"{name} {value} out of range {low}-{high}")
+        return value
+    if names is not None and text.lower() in names:
+        return names[text.lower()]
+    if not text:
+        raise _BadCron(f"{name} {item!r} is missing a number")
+    kind = "a number or name" if names else "a number"
+    raise _BadCron(f"{name} {text!r} is not {kind}")
+
+
+def _next_table(allowed: frozenset[int], none: int) -> tuple[int, ...]:
+    table = [none] * (none + 1)
+    upcoming = none
+    for value in range(none - 1, -1, -1):
+        if value in allowed:
+            upcoming = value
+        table[value] = upcoming
+    return tuple(table)
+
+
+# --- matching on naive wall time ---------------------------------------------
+
+
+def _next_match(
+    spec: _Spec, year: int, month: int, day: int, hour: int, minute: int
+) -> tuple[int, int, int, int, int]:
+    """The first naive wall minute at or after the given one that matches `spec`.
+
+    `minute` may be 60 (meaning the start of the next hour).  Works field by
+    field, largest first, jumping straight to the next allowed value.
+    """
+    start = (year, month, day, hour, minute)
+    last_year = year + _SEARCH_YEARS
+    next_minute, next_hour, next_month = spec.next_minute, spec.next_hour, spec.next_month
+    dom_bits, dow_bits, days_and = spec.dom_bits, spec.dow_bits, spec.days_and
+    while year <= last_year:
+        allowed_month = next_month[month]
+        if allowed_month != month:
+            if allowed_month == 13:  # none left this year
+                year += 1
+                allowed_month = next_month[1]
+            month, day, hour, minute = allowed_month, 1, 0, 0
+        # Day 1 is weekday `first_weekday` counted from Monday = 0, so counted
+        # from Sunday = 0 (cron's numbering) day d is (first_weekday + d) % 7.
+        first_weekday, days_in_month = calendar.monthrange(year, month)
+        while day <= days_in_month:
+            dom_ok = dom_bits >> day & 1
+            dow_ok = dow_bits >> ((first_weekday + day) % 7) & 1
+            if (dom_ok and dow_ok) if days_and else (dom_ok or dow_ok):
+                allowed_hour = next_hour[hour]
+                if allowed_hour != 24:
+                    if allowed_hour != hour:
+                        minute = 0
+                    allowed_minute = next_minute[minute]
+                    if allowed_minute != 60:
+                        return year, month, day, allowed_hour, allowed_minute
+                    if allowed_hour < 23:  # no minute left in this hour: try the next
+                        hour, minute = allowed_hour + 1, 0
+                        continue
+            day, hour, minute = day + 1, 0, 0
+        month, day, hour, minute = month + 1, 1, 0, 0
+        if month == 13:
+            year, month = year + 1, 1
+    raise ValueError(f"no matching time within {_SEARCH_YEARS} years of {datetime(*start[:4])}")
+
+
+# --- wall time to UTC ----------------------------------------------------------
+
+
+def _wall_to_utc(tz: tzinfo, year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    """The UTC instant at which the given naive wall time in `tz` is due."""
+    # PEP 495: fold=0 applies the offset in force before a transition, fold=1
+    # the one after it; they differ only in a gap or a repeated period.
+    before = datetime(year, month, day, hour, minute, tzinfo=tz).utcoffset()
+    after = datetime(year, month, day, hour, minute, tzinfo=tz, fold=1).utcoffset()
+    if before is None or after is None:
+        raise ValueError(f"time zone {tz!r} has no UTC offset")
+    if before >= after:
+        # Exists once, or twice (fall-back: the first occurrence is due).
+        return datetime(year, month, day, hour, minute, tzinfo=_UTC) - before
+    # Spring-forward gap: after > before, and the wall time does not exist.
+    return _gap_end(tz, datetime(year, month, day, hour, minute), before, after)
+
+
+@lru_cache(maxsize=1024)
+def _gap_end(tz: tzinfo, wall: datetime, before: timedelta, after: timedelta) -> datetime:
+    """The transition instant ending the gap that nonexistent `wall` falls in.
+
+    The transition lies in (wall - after, wall - before]; zoneinfo exposes no
+    transition list, so bisect on whole seconds for the first instant whose
+    local wall time is past `wall`.
+    """
+    low = wall - after  # naive UTC, before the transition
+    low_utc = low.replace(tzinfo=_UTC)
+    lo, hi = 0, int((after - before).total_seconds())  # hi: after the transition
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        local = (low_utc + timedelta(seconds=mid)).astimezone(tz)
+        if local.replace(tzinfo=None) > wall:
+            hi = mid
+        else:
+            lo = mid
+    return low_utc + timedelta(seconds=hi)

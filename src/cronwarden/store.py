@@ -1,0 +1,392 @@
+"""All SQL lives here: the schema, migrations, the group-committing writer and the reads.
+
+One write connection runs every write in ``BEGIN IMMEDIATE`` transactions
+(the CLI may open the same file from another process), and a separate read
+connection serves the API. The database is WAL with ``synchronous=FULL``:
+when a write's future resolves, the data survives a power cut.
+
+Group commit: callers hand :meth:`Store.write` a list of ``(sql, params)``
+statements and await it. One writer task takes everything queued at that
+moment, runs it as one transaction (statements with the same SQL text as one
+``executemany``) and resolves every caller's future after the COMMIT. So a
+burst of pings costs one fsync, not one each.
+
+Ids for rows are handed out in memory (:meth:`Store.next_id`), so statements
+can be built before they reach the writer and rows can refer to each other
+without a round trip; the daemon is the only process that inserts these rows.
+Rows that a later statement in the same batch may change (monitors,
+incidents, outbox) are written as whole-row upserts, so merging batches by SQL
+text keeps the last write of a row the one that lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import aiosqlite
+
+log = logging.getLogger("cronwarden.store")
+
+Statement = tuple[str, Sequence[Any]]
+
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE monitors (
+        name TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        removed_at REAL
+    );
+    CREATE TABLE pings (
+        id INTEGER PRIMARY KEY,
+        monitor TEXT NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        exit_status INTEGER,
+        rid TEXT,
+        body BLOB,
+        remote TEXT
+    );
+    CREATE INDEX pings_by_monitor ON pings (monitor, id);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        monitor TEXT NOT NULL,
+        rid TEXT,
+        started_at REAL,
+        ended_at REAL NOT NULL,
+        duration_s REAL,
+        exit_status INTEGER,
+        metadata TEXT,
+        ping_id INTEGER
+    );
+    CREATE INDEX runs_by_monitor ON runs (monitor, id);
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        monitor TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        closed_at REAL,
+        UNIQUE (monitor, seq)
+    );
+    CREATE TABLE incident_events (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        monitor TEXT NOT NULL,
+        incident_id INTEGER,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending',
+        last_error TEXT,
+        sent_at REAL
+    );
+    CREATE INDEX outbox_pending ON outbox (state, channel, id);
+    CREATE TABLE delivery_attempts (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        status INTEGER,
+        error TEXT,
+        duration_ms REAL
+    );
+    CREATE INDEX attempts_by_outbox ON delivery_attempts (outbox_id);
+    """,
+}
+
+ID_TABLES = ("pings", "runs", "incidents", "incident_events", "outbox", "delivery_attempts")
+
+# ------------------------------------------------------------- statements
+
+
+def upsert_monitor(name: str, created_at: float, state: dict[str, Any]) -> Statement:
+    return (
+        "INSERT INTO monitors (name, created_at, state, removed_at) VALUES (?, ?, ?, NULL) "
+        "ON CONFLICT (name) DO UPDATE SET state = excluded.state, removed_at = NULL",
+        (name, created_at, json.dumps(state, separators=(",", ":"))),
+    )
+
+
+def mark_removed(name: str, at: float) -> Statement:
+    return ("UPDATE monitors SET removed_at = ? WHERE name = ? AND removed_at IS NULL", (at, name))
+
+
+def insert_ping(pid: int, monitor: str, at: float, kind: str, exit_status: int | None,
+                rid: str | None, body: bytes | None, remote: str | None) -> Statement:
+    return (
+        "INSERT INTO pings (id, monitor, at, kind, exit_status, rid, body, remote) VALUES (?,?,?,?,?,?,?,?)",
+        (pid, monitor, at, kind, exit_status, rid, body, remote),
+    )
+
+
+def insert_run(run_id: int, monitor: str, rid: str | None, started_at: float | None, ended_at: float,
+               duration_s: float | None, exit_status: int | None, metadata: Any,
+               ping_id: int | None) -> Statement:
+    return (
+        "INSERT INTO runs (id, monitor, rid, started_at, ended_at, duration_s, exit_status, metadata, ping_id)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (run_id, monitor, rid, started_at, ended_at, duration_s, exit_status,
+         None if metadata is None else json.dumps(metadata), ping_id),
+    )
+
+
+def upsert_incident(iid: int, monitor: str, seq: int, kind: str, severity: str, summary: str,
+                    opened_at: float, closed_at: float | None) -> Statement:
+    return (
+        "INSERT INTO incidents (id, monitor, seq, kind, severity, summary, opened_at, closed_at)"
+        " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at",
+        (iid, monitor, seq, kind, severity, summary, opened_at, closed_at),
+    )
+
+
+def close_incident(iid: int, closed_at: float) -> Statement:
+    return ("UPDATE incidents SET closed_at = ? WHERE id = ?", (closed_at, iid))
+
+
+def insert_incident_event(eid: int, incident_id: int, at: float, kind: str, detail: dict[str, Any]) -> Statement:
+    return (
+        "INSERT INTO incident_events (id, incident_id, at, kind, detail) VALUES (?,?,?,?,?)",
+        (eid, incident_id, at, kind, json.dumps(detail, separators=(",", ":"))),
+    )
+
+
+def insert_outbox(oid: int, channel: str, monitor: str, incident_id: int | None, event: str,
+                  payload: dict[str, Any], created_at: float) -> Statement:
+    return (
+        "INSERT INTO outbox (id, channel, monitor, incident_id, event, payload, created_at, next_attempt_at)"
+        " VALUES (?,?,?,?,?,?,?,?)",
+        (oid, channel, monitor, incident_id, event, json.dumps(payload, separators=(",", ":")),
+         created_at, created_at),
+    )
+
+
+def record_attempt(aid: int, outbox_id: int, at: float, ok: bool, status: int | None, error: str | None,
+                   duration_ms: float, final_state: str, next_attempt_at: float | None) -> list[Statement]:
+    return [
+        ("INSERT INTO delivery_attempts (id, outbox_id, at, ok, status, error, duration_ms)"
+         " VALUES (?,?,?,?,?,?,?)", (aid, outbox_id, at, int(ok), status, error, duration_ms)),
+        ("UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
+         " next_attempt_at = COALESCE(?, next_attempt_at), sent_at = CASE WHEN ? THEN ? ELSE sent_at END"
+         " WHERE id = ?", (final_state, error, next_attempt_at, int(ok), at, outbox_id)),
+    ]
+
+
+# ------------------------------------------------------------- the store
+
+
+class StoreError(Exception):
+    """The database refused a write (disk full, read-only, locked)."""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write: aiosqlite.Connection | None = None
+        self._read: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[list[Statement], asyncio.Future[None]] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._ids: dict[str, int] = {}
+        self.last_error: str | None = None
+        self.commits = 0
+
+    # -- lifecycle
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._write = await _connect(self.path)
+            await self._migrate()
+            self._read = await _connect(self.path)
+            for table in ID_TABLES:
+                async with self._write.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}") as cur:
+                    row = await cur.fetchone()
+                self._ids[table] = int(row[0]) if row else 0
+        except BaseException:
+            await self.close()
+            raise
+        self._writer = asyncio.create_task(self._write_loop(), name="cronwarden-writer")
+
+    async def close(self) -> None:
+        """Commit what is queued, then close both connections; safe to call twice."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            self._queue.put_nowait(None)  # the writer commits what is ahead of this, then stops
+            try:
+                await writer
+            except Exception:  # already logged by the writer
+                pass
+        for attr in ("_read", "_write"):
+            conn = getattr(self, attr)
+            setattr(self, attr, None)
+            if conn is not None:
+                await conn.close()
+
+    async def _migrate(self) -> None:
+        assert self._write is not None
+        async with self._write.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer cronwarden (schema {version})")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            await self._write.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _split_sql(MIGRATIONS[target]):
+                    await self._write.execute(stmt)
+                await self._write.execute(f"PRAGMA user_version = {target}")
+                await self._write.commit()
+            except BaseException:
+                await self._write.rollback()
+                raise
+
+    # -- writing
+
+    def next_id(self, table: str) -> int:
+        self._ids[table] += 1
+        return self._ids[table]
+
+    async def write(self, statements: list[Statement]) -> None:
+        """Queue statements for the next group commit; returns once committed."""
+        if self._writer is None:
+            raise StoreError("the database is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((statements, future))
+        await future
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = []
+            item = await self._queue.get()
+            while True:
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                if self._queue.empty() or len(batch) >= 5000:
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[tuple[list[Statement], asyncio.Future[None]]]) -> None:
+        assert self._write is not None
+        grouped: dict[str, list[Sequence[Any]]] = {}
+        for statements, _ in batch:
+            for sql, params in statements:
+                grouped.setdefault(sql, []).append(params)
+        error: BaseException | None = None
+        if grouped:
+            try:
+                await self._write.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, rows in grouped.items():
+                        if len(rows) == 1:
+                            await self._write.execute(sql, rows[0])
+                        else:
+                            await self._write.executemany(sql, rows)
+                    await self._write.commit()
+                    self.commits += 1
+                    self.last_error = None
+                except BaseException:
+                    await self._write.rollback()
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                error = StoreError(f"database write failed: {exc}")
+                self.last_error = str(exc)
+                log.error("database write failed: %s", exc)
+        for _, future in batch:
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    # -- reading
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        assert self._read is not None
+        async with self._read.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def load_monitors(self) -> dict[str, tuple[float, dict[str, Any]]]:
+        rows = await self.fetchall("SELECT name, created_at, state FROM monitors")
+        return {r["name"]: (r["created_at"], json.loads(r["state"])) for r in rows}
+
+    async def incident_ids(self) -> dict[tuple[str, int], int]:
+        rows = await self.fetchall("SELECT id, monitor, seq FROM incidents")
+        return {(r["monitor"], r["seq"]): r["id"] for r in rows}
+
+    async def recent_runs(self, monitor: str, limit: int = 10) -> list[sqlite3.Row]:
+        return await self.fetchall(
+            "SELECT r.*, p.body FROM runs r LEFT JOIN pings p ON p.id = r.ping_id"
+            " WHERE r.monitor = ? ORDER BY r.id DESC LIMIT ?", (monitor, limit))
+
+    async def ping_count(self, monitor: str) -> int:
+        row = await self.fetchone("SELECT COUNT(*) AS n FROM pings WHERE monitor = ?", (monitor,))
+        return int(row["n"]) if row else 0
+
+    async def recent_output(self, monitor: str, limit: int = 5) -> list[sqlite3.Row]:
+        return await self.fetchall(
+            "SELECT id, at, kind, body FROM pings WHERE monitor = ? AND body IS NOT NULL"
+            " ORDER BY id DESC LIMIT ?", (monitor, limit))
+
+    async def due_outbox(self, channel: str, now: float, limit: int = 50) -> list[sqlite3.Row]:
+        """Pending rows of `channel` that are due and not behind an earlier pending row
+        of the same incident (so a resolve never overtakes its trigger)."""
+        return await self.fetchall(
+            "SELECT o.* FROM outbox o WHERE o.state = 'pending' AND o.channel = ? AND o.next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.state = 'pending' AND e.channel = o.channel"
+            "   AND e.incident_id = o.incident_id AND e.id < o.id)"
+            " ORDER BY o.id LIMIT ?", (channel, now, limit))
+
+    async def next_outbox_time(self, channel: str) -> float | None:
+        row = await self.fetchone(
+            "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state = 'pending' AND channel = ?", (channel,))
+        return None if row is None or row["t"] is None else float(row["t"])
+
+    async def outbox_backlog(self) -> int:
+        row = await self.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")
+        return int(row["n"]) if row else 0
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+def _split_sql(script: str) -> Iterable[str]:
+    for part in script.split(";"):
+        if part.strip():
+            yield part

@@ -1,0 +1,247 @@
+"""End to end: the real daemon in a subprocess, a real webhook receiver, real SQLite.
+
+Timing assertions are about the daemon's own contract (an alert within 1 s of
+its deadline), measured from the deadline the payload itself reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+from datetime import datetime
+
+from conftest import DaemonFactory, Receiver
+
+LATENESS_BOUND = 1.0
+
+
+def config(receiver: Receiver, monitors: str, server: str = "", extra_channels: str = "") -> str:
+    return f"""
+server:
+  listen: 127.0.0.1:0
+  base_url: http://cw.example
+  database: ./cw.db
+{server}
+defaults:
+  channels: [hook]
+channels:
+  hook:
+    type: webhook
+    url: {receiver.url}
+    timeout: 5s
+{extra_channels}
+monitors:
+{monitors}
+"""
+
+
+def ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def test_a_monitor_that_never_pings_is_missed_within_a_second_of_its_deadline(
+        daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  silent: {every: 2s, grace: 1s, severity: critical}"))
+    got = await receiver.wait_for(lambda b: b["event"] == "missed")
+    body = got.body
+    deadline = ts(body["expected_at"]) + 1
+    assert 0 <= got.at - deadline < LATENESS_BOUND
+    assert body["monitor"] == "silent" and body["severity"] == "critical" and body["status"] == "down"
+    assert body["incident"] == 1
+    assert body["links"]["dashboard"] == "http://cw.example/monitors/silent"
+    assert set(body) >= {"event", "monitor", "status", "severity", "summary", "occurred_at", "incident",
+                         "run", "log", "links"}
+    assert got.headers["webhook-id"].startswith("cw-")
+    status = await d.api("monitors/silent")
+    assert status["status"] == "down" and status["incident"]["event"] == "missed"
+
+
+async def test_a_fail_ping_alerts_with_the_output_tail_and_a_success_recovers(
+        daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  backup: {every: 1h, runbook: 'https://wiki/rb'}"))
+    assert await d.ping("backup/start") == (200, "OK")
+    sent = time.time()
+    assert await d.ping("backup/3", method="POST", data=b"line one\nERROR disk full\n") == (200, "OK")
+    got = await receiver.wait_for(lambda b: b["event"] == "failed")
+    assert got.at - sent < LATENESS_BOUND
+    assert got.body["run"]["exit_status"] == 3
+    assert got.body["run"]["duration_s"] is not None
+    assert "ERROR disk full" in got.body["log"]
+    assert got.body["links"]["runbook"] == "https://wiki/rb"
+    assert await d.ping("backup") == (200, "OK")
+    rec = await receiver.wait_for(lambda b: b["event"] == "recovered")
+    assert rec.body["incident"] == got.body["incident"] and rec.body["status"] == "up"
+    assert receiver.events() == ["failed", "recovered"]
+
+
+async def test_alert_after_three_sends_exactly_one_failed(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  flaky: {every: 1h, alert_after: 3}"))
+    for _ in range(2):
+        assert (await d.ping("flaky/fail"))[0] == 200
+    await asyncio.sleep(0.3)
+    assert receiver.events() == []
+    for _ in range(3):
+        assert (await d.ping("flaky/fail"))[0] == 200
+    await receiver.wait_for(lambda b: b["event"] == "failed")
+    await asyncio.sleep(0.3)
+    assert receiver.events() == ["failed"]
+
+
+async def test_a_run_past_max_runtime_is_hung_within_a_second(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  etl: {every: 1h, max_runtime: 2s}"))
+    await d.ping("etl/start?rid=r1")
+    started = (await d.api("monitors/etl"))["running"][0]["started_at"]
+    got = await receiver.wait_for(lambda b: b["event"] == "hung")
+    assert 0 <= got.at - (ts(started) + 2) < LATENESS_BOUND
+    assert got.body["run"]["started_at"] == started
+
+
+async def test_a_second_start_while_running_is_an_overlap(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  sync: {every: 1h}"))
+    await d.ping("sync/start?rid=a")
+    await d.ping("sync/start?rid=b")
+    got = await receiver.wait_for(lambda b: b["event"] == "overlap")
+    assert "still going" in got.body["summary"]
+    await d.ping("sync/0?rid=a")
+    await d.ping("sync/0?rid=b")
+    detail = await d.api("monitors/sync")
+    assert [r["rid"] for r in detail["runs"]] == ["b", "a"]
+
+
+async def test_a_success_whose_metadata_matches_a_rule_raises_rule(daemon: DaemonFactory,
+                                                                   receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  export:\n    every: 1h\n    rules: ['records_processed == 0']"))
+    assert await d.ping("export", method="POST", json={"records_processed": 12}) == (200, "OK")
+    assert await d.ping("export", method="POST", json={"records_processed": 0}) == (200, "OK")
+    got = await receiver.wait_for(lambda b: b["event"] == "rule")
+    assert got.body["run"]["metadata"] == {"records_processed": 0}
+    assert "records_processed == 0" in got.body["summary"]
+    assert receiver.events() == ["rule"]
+
+
+async def test_reminders_repeat_while_down(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  down: {every: 1h, repeat: 2s}"))
+    await d.ping("down/fail")
+    first = await receiver.wait_for(lambda b: b["event"] == "failed")
+    reminder = await receiver.wait_for(lambda b: b.get("reminder") is True)
+    assert 2 <= reminder.at - first.at < 2 + LATENESS_BOUND + 0.5
+    assert reminder.body["incident"] == first.body["incident"]
+
+
+async def test_every_ping_form_answers_as_documented(daemon: DaemonFactory, receiver: Receiver) -> None:
+    key = "4f1c5b6e-8a2d-4c3b-9e7f-0a1b2c3d4e5f"
+    d = await daemon(config(receiver, f"  job: {{every: 1h, key: {key}}}",
+                            server="  ping_key: pk-secret\n  max_body: 1KiB"))
+    assert await d.ping("job") == (200, "OK")
+    assert await d.ping("job", method="HEAD") == (200, "")
+    assert await d.ping("job/start", method="POST") == (200, "OK")
+    assert await d.ping("job/0") == (200, "OK")
+    assert await d.ping("job/log", data=b"progress 50%", method="POST") == (200, "OK")
+    assert await d.ping(f"{key}/start") == (200, "OK")
+    assert await d.ping(f"{key.upper()}") == (200, "OK")
+    assert await d.ping("pk-secret/job/start") == (200, "OK")
+    assert await d.ping("pk-secret/job") == (200, "OK")
+    status, text = await d.ping("nope")
+    assert status == 404 and "unknown monitor 'nope'" in text
+    status, text = await d.ping("job/256")
+    assert status == 400 and "exit status 0-255" in text
+    status, text = await d.ping("job/bogus")
+    assert status == 400 and "unknown ping action" in text
+    status, text = await d.ping("job", method="POST", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert status == 400 and "not valid JSON" in text
+    status, _ = await d.request("PUT", "/ping/job")
+    assert status == 405
+    # A body past max_body is kept by its tail, not refused.
+    big = b"x" * 5000 + b"THE END"
+    assert await d.ping("job", method="POST", data=big) == (200, "OK")
+    detail = await d.api("monitors/job")
+    assert detail["runs"][0]["output"].endswith("THE END") and len(detail["runs"][0]["output"]) == 1024
+    assert detail["pings"] == 10
+    assert receiver.events() == []
+
+
+async def test_kill_9_then_restart_loses_no_ping_and_alerts_what_fell_due(
+        daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  hb: {every: 3s, grace: 1s}\n  busy: {every: 1h}"))
+    answered = 0
+    for i in range(50):
+        status, _ = await d.ping(f"busy?rid=r{i}")
+        answered += status == 200
+    await d.ping("hb")
+    await d.kill9()
+    db = sqlite3.connect(d.config_path.parent / "cw.db")
+    assert db.execute("SELECT COUNT(*) FROM pings WHERE monitor = 'busy'").fetchone()[0] == answered == 50
+    db.close()
+    await asyncio.sleep(5)  # hb falls due while the daemon is down
+    before = time.time()
+    await d.start()
+    got = await receiver.wait_for(lambda b: b["event"] == "missed" and b["monitor"] == "hb")
+    assert got.at - before < 5  # at once after start-up, not a full period later
+    assert ts(got.body["expected_at"]) + 1 < before
+    assert (await d.api("monitors/busy"))["pings"] == 50
+    assert receiver.events() == ["missed"]
+
+
+async def test_sighup_with_a_bad_file_keeps_the_old_config(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  one: {every: 1h}"))
+    d.config_path.write_text(config(receiver, "  one: {every: 1h, grace: never}\n  two: {every: 1h}"))
+    d.signal(signal.SIGHUP)
+    line = await d.wait_for_log(r"grace: bad duration 'never'")
+    assert f"{d.config_path}:" in line
+    await d.wait_for_log("reload refused")
+    assert await d.ping("one") == (200, "OK")
+    assert (await d.ping("two"))[0] == 404
+    # A good file is applied; history of monitors that stay is kept.
+    d.config_path.write_text(config(receiver, "  one: {every: 1h}\n  two: {every: 1h}"))
+    d.signal(signal.SIGHUP)
+    await d.wait_for_log("configuration reloaded")
+    assert await d.ping("two") == (200, "OK")
+    assert (await d.api("monitors/one"))["pings"] == 1
+
+
+async def test_sigterm_stops_cleanly(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  one: {every: 1h}"))
+    assert await d.ping("one") == (200, "OK")
+    d.signal(signal.SIGTERM)
+    assert await d.wait() == 0
+    assert any("cronwarden stopped" in line for line in d.lines)
+
+
+async def test_a_dead_webhook_receiver_does_not_slow_pings(daemon: DaemonFactory, receiver: Receiver) -> None:
+    receiver.status = 500
+    d = await daemon(config(receiver, "  a: {every: 1h}\n  b: {every: 1h, channels: [console]}",
+                            extra_channels="  console: {type: log}"))
+    await d.ping("a/fail")
+    await receiver.wait_for(lambda b: b["event"] == "failed")
+    started = time.monotonic()
+    for _ in range(20):
+        assert (await d.ping("a"))[0] == 200
+    assert time.monotonic() - started < 5
+    # Another channel is unaffected; its alert appears in the log at once.
+    await d.ping("b/fail")
+    await d.wait_for_log(r"ALERT \[warning\] failed monitor=b")
+    # Delivery is retried until the receiver recovers, in order.
+    receiver.status = 200
+    await receiver.wait_for(lambda b: b["event"] == "recovered", timeout=20)
+    health = await d.api("../../healthz")
+    assert health["status"] == "ok"
+
+
+async def test_the_monitor_api_lists_status_next_due_and_runs(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  nightly: {cron: '0 2 * * *', timezone: Europe/Riga}\n"
+                                      "  hb: {every: 5m}"))
+    await d.ping("hb/start")
+    await d.ping("hb", method="POST", data=b"done")
+    listing = await d.api("monitors")
+    by_name = {m["name"]: m for m in listing["monitors"]}
+    assert by_name["nightly"]["status"] == "new"
+    assert by_name["nightly"]["next_due"].endswith(":00:00Z")
+    assert by_name["hb"]["status"] == "up"
+    detail = await d.api("monitors/hb")
+    assert detail["runs"][0]["output"] == "done"
+    assert detail["runs"][0]["duration_s"] is not None
+    assert detail["last_duration_s"] is not None
+    status, _ = await d.request("GET", "/api/v1/monitors/nope")
+    assert status == 404

@@ -1,0 +1,257 @@
+"""The pure state machine, driven with fixed times: no sleeping, no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from cronwarden.config import MonitorConfig
+from cronwarden.monitor import (
+    AlertKind,
+    IllegalEvent,
+    MonitorState,
+    Ping,
+    PingKind,
+    Status,
+    Tick,
+    effective_status,
+    new_state,
+    next_deadline,
+    step,
+)
+from cronwarden.rules import parse_rule
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+OK = Ping(PingKind.SUCCESS)
+START = Ping(PingKind.START)
+FAIL = Ping(PingKind.FAIL)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def heartbeat(**kw) -> MonitorConfig:  # type: ignore[no-untyped-def]
+    return MonitorConfig(name="job", every=kw.pop("every", 300), grace=kw.pop("grace", 60), **kw)
+
+
+class Run:
+    """Feeds events in order and keeps every alert."""
+
+    def __init__(self, cfg: MonitorConfig, state: MonitorState | None = None) -> None:
+        self.cfg = cfg
+        self.state = state or new_state(T0)
+        self.alerts: list = []
+        self.runs: list = []
+
+    def __call__(self, event, seconds: float, silenced: bool = False):  # type: ignore[no-untyped-def]
+        decision = step(self.cfg, self.state, event, at(seconds), silenced=silenced)
+        self.state = decision.state
+        self.alerts.extend(decision.alerts)
+        if decision.run:
+            self.runs.append(decision.run)
+        return decision.alerts
+
+    def tick_at_deadline(self) -> tuple[float, tuple]:  # type: ignore[type-arg]
+        deadline = next_deadline(self.cfg, self.state)
+        seconds = (deadline - T0).total_seconds()
+        return seconds, self(Tick(), seconds)
+
+    def sent(self) -> list[str]:
+        return [a.kind.value + ("+reminder" if a.reminder else "") for a in self.alerts if a.notify]
+
+
+def test_a_monitor_that_never_pinged_is_due_from_when_it_first_appeared() -> None:
+    run = Run(heartbeat())
+    assert next_deadline(run.cfg, run.state) == at(360)
+    assert run(Tick(), 359) == ()
+    alerts = run(Tick(), 360)
+    assert [a.kind for a in alerts] == [AlertKind.MISSED]
+    assert alerts[0].opens and alerts[0].notify
+    assert "never pinged" in alerts[0].summary
+
+
+def test_a_success_moves_the_deadline_forward() -> None:
+    run = Run(heartbeat())
+    run(OK, 100)
+    assert next_deadline(run.cfg, run.state) == at(100 + 300 + 60)
+    assert effective_status(run.cfg, run.state, at(200)) is Status.UP
+    assert effective_status(run.cfg, run.state, at(401)) is Status.LATE
+
+
+def test_a_new_monitor_reports_new_until_its_first_ping() -> None:
+    run = Run(heartbeat())
+    assert effective_status(run.cfg, run.state, at(10)) is Status.NEW
+
+
+def test_an_early_tick_changes_nothing() -> None:
+    run = Run(heartbeat())
+    before = run.state
+    assert run(Tick(), 30) == ()
+    assert run.state == before
+
+
+def test_missed_opens_one_incident_and_recovery_closes_it() -> None:
+    run = Run(heartbeat())
+    run.tick_at_deadline()
+    assert effective_status(run.cfg, run.state, at(400)) is Status.DOWN
+    # Later ticks inside the same outage send nothing new until the reminder.
+    assert run(Tick(), 400) == ()
+    alerts = run(OK, 500)
+    assert [a.kind for a in alerts] == [AlertKind.RECOVERED]
+    assert alerts[0].closes and alerts[0].incident_seq == 1
+    assert run.state.incident is None
+    assert run.sent() == ["missed", "recovered"]
+
+
+def test_reminders_repeat_every_repeat_interval_while_down() -> None:
+    run = Run(heartbeat(repeat=3600))
+    run.tick_at_deadline()  # missed at 360
+    assert next_deadline(run.cfg, run.state) == at(360 + 3600)
+    run.tick_at_deadline()
+    run.tick_at_deadline()
+    assert run.sent() == ["missed", "missed+reminder", "missed+reminder"]
+
+
+def test_repeat_zero_never_reminds() -> None:
+    run = Run(heartbeat(repeat=0))
+    run.tick_at_deadline()
+    assert run(Tick(), 10 * 86400) == ()
+
+
+def test_one_failure_alerts_at_once_by_default() -> None:
+    run = Run(heartbeat())
+    alerts = run(Ping(PingKind.FAIL, exit_status=3), 10)
+    assert [a.kind for a in alerts] == [AlertKind.FAILED]
+    assert "exit status 3" in alerts[0].summary
+    assert run.runs[0].exit_status == 3
+
+
+def test_alert_after_waits_for_that_many_failures_in_a_row() -> None:
+    run = Run(heartbeat(alert_after=3))
+    assert run(FAIL, 10) == ()
+    assert run(FAIL, 20) == ()
+    run(OK, 30)  # the streak resets
+    assert run(FAIL, 40) == ()
+    assert run(FAIL, 50) == ()
+    alerts = run(FAIL, 60)
+    assert [a.kind for a in alerts] == [AlertKind.FAILED]
+    assert "3 failures in a row" in alerts[0].summary
+    # Further failures are recorded in the open incident, not sent.
+    assert [a.notify for a in run(FAIL, 70)] == [False]
+    assert run.sent() == ["failed"]
+
+
+def test_a_failure_counts_as_a_run_for_the_missed_clock() -> None:
+    run = Run(heartbeat(alert_after=3))
+    run(FAIL, 100)
+    assert next_deadline(run.cfg, run.state) == at(100 + 360)
+
+
+def test_a_run_open_past_max_runtime_is_hung() -> None:
+    run = Run(heartbeat(every=3600, max_runtime=600))
+    run(START, 0)
+    assert effective_status(run.cfg, run.state, at(10)) is Status.RUNNING
+    assert next_deadline(run.cfg, run.state) == at(600)
+    _, alerts = run.tick_at_deadline()
+    assert [a.kind for a in alerts] == [AlertKind.HUNG]
+    assert alerts[0].run.started_at == at(0)
+    # The hung run is not re-alerted.
+    assert run(Tick(), 700) == ()
+    # The job finishing at last recovers the monitor and records its duration.
+    alerts = run(OK, 900)
+    assert [a.kind for a in alerts] == [AlertKind.RECOVERED]
+    assert run.runs[-1].duration_s == 900
+
+
+def test_a_start_while_a_run_is_open_is_an_overlap() -> None:
+    run = Run(heartbeat())
+    run(Ping(PingKind.START, rid="a"), 0)
+    alerts = run(Ping(PingKind.START, rid="b"), 60)
+    assert [a.kind for a in alerts] == [AlertKind.OVERLAP]
+    # Ends are paired by rid: "a" took 100 s, "b" 80 s.
+    run(Ping(PingKind.SUCCESS, rid="a"), 100)
+    run(Ping(PingKind.SUCCESS, rid="b"), 140)
+    assert [(r.rid, r.duration_s) for r in run.runs] == [("a", 100), ("b", 80)]
+
+
+def test_a_repeated_start_of_the_same_run_is_not_an_overlap() -> None:
+    run = Run(heartbeat())
+    run(Ping(PingKind.START, rid="a"), 0)
+    assert run(Ping(PingKind.START, rid="a"), 5) == ()
+
+
+def test_an_end_without_rid_closes_the_latest_start() -> None:
+    run = Run(heartbeat())
+    run(START, 0)
+    run(OK, 42)
+    assert run.runs[0].duration_s == 42
+    assert run.state.open_runs == ()
+
+
+def test_a_start_that_never_ended_is_forgotten_without_overlap_after_two_periods() -> None:
+    run = Run(heartbeat(every=300, grace=60))
+    run(START, 0)  # crashed: no end ping
+    run(OK, 300)   # next run, no start ping: closes the open run
+    run(START, 1000)
+    assert run(START, 2000) == ()  # the start at 1000 is older than 2 x 300 + 60
+
+
+def test_a_success_matching_a_rule_raises_rule() -> None:
+    cfg = heartbeat(rules=(parse_rule("records == 0"),))
+    run = Run(cfg)
+    alerts = run(Ping(PingKind.SUCCESS, metadata={"records": 0}), 10)
+    assert [a.kind for a in alerts] == [AlertKind.RULE]
+    assert "records == 0" in alerts[0].summary
+    # A later good run recovers.
+    assert [a.kind for a in run(Ping(PingKind.SUCCESS, metadata={"records": 5}), 20)] == [AlertKind.RECOVERED]
+    # A success that does not send the field never matches.
+    assert run(OK, 30) == ()
+
+
+def test_slow_after_raises_slow_without_opening_an_incident() -> None:
+    run = Run(heartbeat(slow_after=100))
+    run(START, 0)
+    alerts = run(OK, 150)
+    assert [a.kind for a in alerts] == [AlertKind.SLOW]
+    assert run.state.incident is None
+
+
+def test_silenced_alerts_are_recorded_but_not_sent_and_their_recovery_is_quiet() -> None:
+    run = Run(heartbeat())
+    alerts = run(FAIL, 10, silenced=True)
+    assert [(a.kind, a.notify) for a in alerts] == [(AlertKind.FAILED, False)]
+    alerts = run(OK, 20)
+    assert [(a.kind, a.notify) for a in alerts] == [(AlertKind.RECOVERED, False)]
+    # No reminders for an incident nobody was told about.
+    assert run.state.incident is None
+
+
+def test_a_log_ping_changes_nothing_but_last_ping() -> None:
+    run = Run(heartbeat())
+    run(Ping(PingKind.LOG), 50)
+    assert run.state.last_ping == at(50)
+    assert run.state.last_end is None
+    assert next_deadline(run.cfg, run.state) == at(360)
+
+
+def test_cron_monitors_are_due_at_the_next_fire_after_the_last_run() -> None:
+    cfg = MonitorConfig(name="nightly", cron="0 2 * * *", timezone="Europe/Riga", grace=1800)
+    state = new_state(datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc))
+    # 02:00 in Riga (UTC+2 in winter) is 00:00 UTC; plus 30 minutes of grace.
+    assert next_deadline(cfg, state) == datetime(2026, 3, 2, 0, 30, tzinfo=timezone.utc)
+
+
+def test_state_round_trips_through_json() -> None:
+    run = Run(heartbeat(max_runtime=60))
+    run(Ping(PingKind.START, rid="x"), 0)
+    run.tick_at_deadline()
+    again = MonitorState.from_json(run.state.to_json())
+    assert again == run.state
+
+
+def test_a_naive_time_is_an_illegal_event_and_changes_nothing() -> None:
+    state = new_state(T0)
+    with pytest.raises(IllegalEvent):
+        step(heartbeat(), state, OK, datetime(2026, 3, 1, 12, 0))
