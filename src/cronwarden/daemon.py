@@ -29,7 +29,7 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import alerts, monitor
+from . import alerts, monitor, retention
 from . import store as sql
 from .channels import registry
 from .config import Config, ConfigError, MonitorConfig, load_config
@@ -72,6 +72,7 @@ class Daemon:
         self.runner: web.AppRunner | None = None
         self.bound: tuple[str, int] | None = None
         self._timer_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         self._rearm = asyncio.Event()
         self._sleep_until = 0.0
         self._stopping = asyncio.Event()
@@ -86,6 +87,7 @@ class Daemon:
             self.session = aiohttp.ClientSession()
             await self._recover()
             self._timer_task = asyncio.create_task(self._timer_loop(), name="cronwarden-timer")
+            self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
             self._sync_workers()
             from .http import build_app
 
@@ -109,10 +111,11 @@ class Daemon:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            await asyncio.gather(self._timer_task, return_exceptions=True)
-            self._timer_task = None
+        for task in (self._timer_task, self._retention_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._timer_task = self._retention_task = None
         for name in list(self.workers):
             await self._stop_worker(name)
         if self.session is not None:
@@ -338,6 +341,15 @@ class Daemon:
             _, outcome = self.plan(name, Tick(), now)
             outcomes.append(outcome)
         await self.commit(outcomes)
+
+    async def _retention_loop(self) -> None:
+        await asyncio.sleep(60)  # let start-up and the first burst of overdue alerts settle
+        while True:
+            try:
+                await retention.prune_once(self.store, self.config.server, self.clock.time())
+            except Exception:
+                log.exception("retention pass failed; trying again next hour")
+            await asyncio.sleep(retention.INTERVAL)
 
     # ------------------------------------------------------------ workers
 

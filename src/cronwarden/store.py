@@ -190,6 +190,31 @@ def record_attempt(aid: int, outbox_id: int, at: float, ok: bool, status: int | 
     ]
 
 
+def prune_before(table: str, column: str, cutoff: float, batch: int) -> Statement:
+    """Delete up to `batch` rows of `table` whose `column` is older than `cutoff`."""
+    assert table in ("runs", "pings") and column in ("ended_at", "at")
+    return (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < ? LIMIT ?)",
+            (cutoff, batch))
+
+
+def prune_monitor_beyond(table: str, monitor: str, keep: int, batch: int) -> Statement:
+    """Delete up to `batch` of the oldest rows of `monitor` beyond the newest `keep`."""
+    assert table in ("runs", "pings")
+    return (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE monitor = ? AND id <="
+            f" (SELECT id FROM {table} WHERE monitor = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"
+            f" ORDER BY id LIMIT ?)", (monitor, monitor, keep, batch))
+
+
+def prune_outbox(cutoff: float, batch: int) -> list[Statement]:
+    """Delivered (or abandoned) alerts and their attempts older than `cutoff`."""
+    return [
+        ("DELETE FROM delivery_attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state != 'pending'"
+         " AND created_at < ? LIMIT ?)", (cutoff, batch)),
+        ("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state != 'pending' AND created_at < ?"
+         " LIMIT ?)", (cutoff, batch)),
+    ]
+
+
 # ------------------------------------------------------------- the store
 
 
@@ -197,12 +222,15 @@ class StoreError(Exception):
     """The database refused a write (disk full, read-only, locked)."""
 
 
+_Item = tuple[list[Statement], "asyncio.Future[int]", bool]
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._write: aiosqlite.Connection | None = None
         self._read: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[list[Statement], asyncio.Future[None]] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._ids: dict[str, int] = {}
         self.last_error: str | None = None
@@ -266,11 +294,19 @@ class Store:
 
     async def write(self, statements: list[Statement]) -> None:
         """Queue statements for the next group commit; returns once committed."""
+        await self._submit(statements, counted=False)
+
+    async def write_counted(self, statements: list[Statement]) -> int:
+        """Like :meth:`write`, but runs these statements unmerged and returns the
+        number of rows they changed (used by retention to know when to stop)."""
+        return await self._submit(statements, counted=True)
+
+    async def _submit(self, statements: list[Statement], counted: bool) -> int:
         if self._writer is None:
             raise StoreError("the database is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((statements, future))
-        await future
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((statements, future, counted))
+        return await future
 
     async def _write_loop(self) -> None:
         stopping = False
@@ -288,36 +324,46 @@ class Store:
             if batch:
                 await self._commit_batch(batch)
 
-    async def _commit_batch(self, batch: list[tuple[list[Statement], asyncio.Future[None]]]) -> None:
+    async def _commit_batch(self, batch: list[_Item]) -> None:
         assert self._write is not None
         grouped: dict[str, list[Sequence[Any]]] = {}
-        for statements, _ in batch:
+        counted: list[tuple[list[Statement], int]] = []
+        for index, (statements, _, is_counted) in enumerate(batch):
+            if is_counted:
+                counted.append((statements, index))
+                continue
             for sql, params in statements:
                 grouped.setdefault(sql, []).append(params)
         error: BaseException | None = None
-        if grouped:
+        counts: dict[int, int] = {}
+        try:
+            await self._write.execute("BEGIN IMMEDIATE")
             try:
-                await self._write.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, rows in grouped.items():
-                        if len(rows) == 1:
-                            await self._write.execute(sql, rows[0])
-                        else:
-                            await self._write.executemany(sql, rows)
-                    await self._write.commit()
-                    self.commits += 1
-                    self.last_error = None
-                except BaseException:
-                    await self._write.rollback()
-                    raise
-            except (sqlite3.Error, OSError) as exc:
-                error = StoreError(f"database write failed: {exc}")
-                self.last_error = str(exc)
-                log.error("database write failed: %s", exc)
-        for _, future in batch:
+                for sql, rows in grouped.items():
+                    if len(rows) == 1:
+                        await self._write.execute(sql, rows[0])
+                    else:
+                        await self._write.executemany(sql, rows)
+                for statements, index in counted:
+                    total = 0
+                    for sql, params in statements:
+                        cursor = await self._write.execute(sql, params)
+                        total += max(0, cursor.rowcount)
+                    counts[index] = total
+                await self._write.commit()
+                self.commits += 1
+                self.last_error = None
+            except BaseException:
+                await self._write.rollback()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            error = StoreError(f"database write failed: {exc}")
+            self.last_error = str(exc)
+            log.error("database write failed: %s", exc)
+        for index, (_, future, _) in enumerate(batch):
             if not future.done():
                 if error is None:
-                    future.set_result(None)
+                    future.set_result(counts.get(index, 0))
                 else:
                     future.set_exception(error)
 
@@ -367,6 +413,11 @@ class Store:
         row = await self.fetchone(
             "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state = 'pending' AND channel = ?", (channel,))
         return None if row is None or row["t"] is None else float(row["t"])
+
+    async def monitors_over(self, table: str, keep: int) -> list[str]:
+        assert table in ("runs", "pings")
+        rows = await self.fetchall(f"SELECT monitor FROM {table} GROUP BY monitor HAVING COUNT(*) > ?", (keep,))
+        return [r["monitor"] for r in rows]
 
     async def outbox_backlog(self) -> int:
         row = await self.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")

@@ -1,0 +1,88 @@
+"""The store against a real SQLite file: migrations, group commit, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cronwarden import store as sql
+from cronwarden.config import ServerConfig
+from cronwarden.retention import prune_once
+from cronwarden.store import SCHEMA_VERSION, Store, StoreError
+
+
+async def test_a_new_database_is_wal_at_the_current_schema_version(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    await store.close()
+    db = sqlite3.connect(tmp_path / "cw.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+async def test_concurrent_writes_are_group_committed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        before = store.commits
+        await asyncio.gather(*(
+            store.write([sql.insert_ping(store.next_id("pings"), "m", float(i), "success", None, None, None, None)])
+            for i in range(200)))
+        assert store.commits - before < 20  # far fewer commits than writes
+        row = await store.fetchone("SELECT COUNT(*) AS n FROM pings")
+        assert row is not None and row["n"] == 200
+    finally:
+        await store.close()
+
+
+async def test_ids_continue_after_a_reopen(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    await store.write([sql.insert_ping(store.next_id("pings"), "m", 1.0, "success", None, None, None, None)])
+    await store.close()
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    assert store.next_id("pings") == 2
+    await store.close()
+
+
+async def test_a_failed_write_raises_store_error_and_the_store_keeps_working(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        with pytest.raises(StoreError):
+            await store.write([("INSERT INTO nowhere VALUES (1)", ())])
+        await store.write([sql.insert_ping(store.next_id("pings"), "m", 1.0, "success", None, None, None, None)])
+    finally:
+        await store.close()
+    with pytest.raises(StoreError):
+        await store.write([])
+
+
+async def test_retention_keeps_the_newest_runs_per_monitor_and_drops_old_ones(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        now = 1_000_000_000.0
+        rows = []
+        for i in range(5000):
+            monitor = f"m{i % 2}"
+            at = now - (200 * 86400 if i < 1000 else 1000 - i / 10)
+            rows.append(sql.insert_run(store.next_id("runs"), monitor, None, None, at, 1.0, 0, None, None))
+            rows.append(sql.insert_ping(store.next_id("pings"), monitor, at, "success", None, None, b"x", None))
+        await store.write(rows)
+        deleted = await prune_once(store, ServerConfig(retention_runs=100, retention_days=90), now)
+        counts = {r["monitor"]: r["n"] for r in await store.fetchall(
+            "SELECT monitor, COUNT(*) AS n FROM runs GROUP BY monitor")}
+        assert counts == {"m0": 100, "m1": 100}
+        oldest = await store.fetchone("SELECT MIN(ended_at) AS t FROM runs")
+        assert oldest is not None and oldest["t"] > now - 90 * 86400
+        pings = await store.fetchone("SELECT COUNT(*) AS n FROM pings")
+        assert pings is not None and pings["n"] == 600
+        assert deleted == 10000 - 200 - 600
+    finally:
+        await store.close()
