@@ -245,3 +245,16 @@ async def test_the_monitor_api_lists_status_next_due_and_runs(daemon: DaemonFact
     assert detail["last_duration_s"] is not None
     status, _ = await d.request("GET", "/api/v1/monitors/nope")
     assert status == 404
+
+
+async def test_the_dashboard_link_of_an_alert_opens_a_page_that_escapes_output(
+        daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  web: {every: 1h}"))
+    await d.ping("web/1", method="POST", data=b"<script>alert(1)</script>")
+    got = await receiver.wait_for(lambda b: b["event"] == "failed")
+    path = got.body["links"]["dashboard"].replace("http://cw.example", "")
+    status, html = await d.request("GET", path)
+    assert status == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    status, html = await d.request("GET", "/")
+    assert status == 200 and "/monitors/web" in html

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
+from . import pages
 from .monitor import PingKind, _iso, due_at, effective_status
 from .store import StoreError
 
@@ -167,16 +168,9 @@ async def api_monitors(request: web.Request) -> web.Response:
     return web.json_response({"monitors": [monitor_json(daemon, n) for n in sorted(daemon.states)]})
 
 
-@_auth
-async def api_monitor(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name = request.match_info["name"]
-    if name not in daemon.states:
-        return web.json_response({"error": f"unknown monitor '{name[:80]}'"}, status=404)
+async def monitor_detail(daemon: "Daemon", name: str, runs: int) -> dict[str, Any]:
     data = monitor_json(daemon, name)
-    limit = min(max(int(request.query.get("runs", "20")) if request.query.get("runs", "20").isdigit() else 20, 1),
-                500)
-    runs = await daemon.store.recent_runs(name, limit)
+    rows = await daemon.store.recent_runs(name, runs)
     data["runs"] = [{
         "started_at": _iso_ts(r["started_at"]),
         "ended_at": _iso_ts(r["ended_at"]),
@@ -185,9 +179,38 @@ async def api_monitor(request: web.Request) -> web.Response:
         "rid": r["rid"],
         "metadata": json.loads(r["metadata"]) if r["metadata"] else None,
         "output": (r["body"] or b"").decode("utf-8", errors="replace"),
-    } for r in runs]
+    } for r in rows]
     data["pings"] = await daemon.store.ping_count(name)
-    return web.json_response(data)
+    return data
+
+
+def _runs_param(request: web.Request) -> int:
+    raw = request.query.get("runs", "20")
+    return min(max(int(raw), 1), 500) if raw.isdigit() else 20
+
+
+@_auth
+async def api_monitor(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.states:
+        return web.json_response({"error": f"unknown monitor '{name[:80]}'"}, status=404)
+    return web.json_response(await monitor_detail(daemon, name, _runs_param(request)))
+
+
+@_auth
+async def page_index(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return pages.index(daemon, [monitor_json(daemon, n) for n in sorted(daemon.states)])
+
+
+@_auth
+async def page_monitor(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.states:
+        raise web.HTTPNotFound(text=f"unknown monitor '{name[:80]}'\n")
+    return pages.monitor_page(await monitor_detail(daemon, name, _runs_param(request)))
 
 
 def _iso_ts(ts: float | None) -> str | None:
@@ -239,6 +262,8 @@ def build_app(daemon: "Daemon") -> web.Application:
     for method in ("GET", "POST", "HEAD"):
         app.router.add_route(method, "/ping/{tail:.*}", handle_ping)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", page_index)
+    app.router.add_get("/monitors/{name}", page_monitor)
     app.router.add_get("/api/v1/monitors", api_monitors)
     app.router.add_get("/api/v1/monitors/{name}", api_monitor)
     return app
