@@ -258,3 +258,14 @@ async def test_the_dashboard_link_of_an_alert_opens_a_page_that_escapes_output(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
     status, html = await d.request("GET", "/")
     assert status == 200 and "/monitors/web" in html
+
+
+async def test_alerts_of_a_monitor_whose_dependency_is_down_are_recorded_not_sent(
+        daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  db: {every: 1h}\n  report: {every: 1h, depends_on: [db]}"))
+    await d.ping("db/fail")
+    await receiver.wait_for(lambda b: b["event"] == "failed" and b["monitor"] == "db")
+    await d.ping("report/fail")
+    assert (await d.api("monitors/report"))["status"] == "down"
+    await asyncio.sleep(0.5)
+    assert receiver.events() == ["failed"]

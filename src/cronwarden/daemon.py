@@ -77,6 +77,7 @@ class Daemon:
         self._sleep_until = 0.0
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Future[object]] = set()
+        self._stopped = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -108,6 +109,10 @@ class Daemon:
             raise
 
     async def stop(self) -> None:
+        """Stop everything start() started; safe to call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

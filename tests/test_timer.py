@@ -1,0 +1,73 @@
+"""The daemon's timer task in-process, with a clock whose wall time can jump.
+
+Deadlines are wall-clock times; the timer sleeps on the monotonic clock. A
+step of the wall clock must neither fire deadlines early (clock set back)
+nor leave them late (clock set forward): the timer re-checks on waking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from cronwarden.config import parse_config
+from cronwarden.daemon import MAX_SLEEP, Daemon
+from cronwarden.wheel import Clock
+
+
+class JumpingClock(Clock):
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(seconds=self.offset)
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+def make_config(tmp_path: Path, monitors: str):  # type: ignore[no-untyped-def]
+    text = f"server: {{listen: '127.0.0.1:0', database: cw.db}}\nmonitors:\n{monitors}\n"
+    return parse_config(text, tmp_path / "cronwarden.yaml")
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[Daemon, JumpingClock]]:
+    clock = JumpingClock()
+    daemon = Daemon(make_config(tmp_path, "  hourly: {every: 1h, grace: 0}\n  quick: {every: 3s, grace: 0}"),
+                    clock)
+    await daemon.start()
+    yield daemon, clock
+    await daemon.stop()
+
+
+async def wait_until(predicate, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_a_clock_set_forward_fires_what_is_now_due_without_waiting_the_old_delay(
+        running: tuple[Daemon, JumpingClock]) -> None:
+    daemon, clock = running
+    clock.offset = 2 * 3600.0  # NTP steps the clock two hours forward
+    waited = await wait_until(lambda: daemon.states["hourly"].incident is not None, MAX_SLEEP + 2)
+    assert waited <= MAX_SLEEP + 1
+    assert daemon.stats.clock_jumps >= 1
+
+
+async def test_a_clock_set_back_fires_nothing_early(running: tuple[Daemon, JumpingClock]) -> None:
+    daemon, clock = running
+    clock.offset = -3600.0  # the clock steps an hour back: "quick" is now due in an hour
+    await asyncio.sleep(4.5)  # past quick's original deadline in real time
+    assert daemon.states["quick"].incident is None
+    clock.offset = 0.0
+    await wait_until(lambda: daemon.states["quick"].incident is not None, MAX_SLEEP + 2)
