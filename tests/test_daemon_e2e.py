@@ -269,3 +269,22 @@ async def test_alerts_of_a_monitor_whose_dependency_is_down_are_recorded_not_sen
     assert (await d.api("monitors/report"))["status"] == "down"
     await asyncio.sleep(0.5)
     assert receiver.events() == ["failed"]
+
+
+async def test_a_monitor_removed_and_added_back_is_due_from_its_return_and_keeps_history(
+        daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  a: {every: 1h}\n  b: {every: 1h}"))
+    await d.ping("b/fail")
+    first = await receiver.wait_for(lambda b: b["event"] == "failed")
+    d.config_path.write_text(config(receiver, "  a: {every: 1h}"))
+    d.signal(signal.SIGHUP)
+    await d.wait_for_log("configuration reloaded")
+    assert (await d.ping("b"))[0] == 404
+    d.config_path.write_text(config(receiver, "  a: {every: 1h}\n  b: {every: 1h}"))
+    d.signal(signal.SIGHUP)
+    await d.wait_for_log("configuration reloaded: 2 monitors")
+    detail = await d.api("monitors/b")
+    assert detail["status"] == "new" and detail["pings"] == 1
+    await d.ping("b/fail")
+    second = await receiver.wait_for(lambda b: b["event"] == "failed" and b["incident"] != first.body["incident"])
+    assert second.body["incident"] > first.body["incident"]

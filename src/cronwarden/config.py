@@ -31,6 +31,11 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+# libyaml's parser when pyyaml was built with it: ten times faster on big files,
+# with the same node marks.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
@@ -136,7 +141,7 @@ Converter = Callable[[yaml.Node, "_Ctx"], Any]
 class _Ctx:
     """Carries the loader and the problem list through the walk."""
 
-    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:
+    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:  # or CSafeLoader
         self.path = path
         self.loader = loader
         self.problems: list[tuple[int, int, str]] = []
@@ -397,7 +402,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(text: str, path: Path) -> Config:
     label = str(path)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

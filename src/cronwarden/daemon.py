@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import aiohttp
@@ -159,18 +159,29 @@ class Daemon:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    @staticmethod
+    def _adopt(name: str, stored: tuple[dict, float | None] | None, now: datetime,  # type: ignore[type-arg]
+               statements: list[Statement]) -> MonitorState:
+        """The state of a configured monitor: as stored; new (due from now) if never
+        seen; and for one that was removed and is back, new again but keeping its
+        incident numbering (its history stays, its old outage is closed)."""
+        if stored is not None and stored[1] is None:
+            return MonitorState.from_json(stored[0])
+        state = monitor.new_state(now)
+        if stored is not None:
+            old = MonitorState.from_json(stored[0])
+            state = replace(state, incident_count=old.incident_count)
+            statements.append(sql.close_open_incidents(name, now.timestamp()))
+        statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
+        return state
+
     async def _recover(self) -> None:
         now = self.clock.now()
         stored = await self.store.load_monitors()
         self.incident_ids = await self.store.incident_ids()
         statements: list[Statement] = []
-        for name, cfg in self.config.monitors.items():
-            if name in stored:
-                state = MonitorState.from_json(stored[name][1])
-            else:
-                state = monitor.new_state(now)
-            statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
-            self.states[name] = state
+        for name in self.config.monitors:
+            self.states[name] = self._adopt(name, stored.get(name), now, statements)
         for name in stored:
             if name not in self.config.monitors:
                 statements.append(sql.mark_removed(name, now.timestamp()))
@@ -213,10 +224,7 @@ class Daemon:
         stored = await self.store.load_monitors()
         for name in new.monitors:
             if name not in self.states:
-                state = (MonitorState.from_json(stored[name][1]) if name in stored
-                         else monitor.new_state(now))
-                self.states[name] = state
-                statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
+                self.states[name] = self._adopt(name, stored.get(name), now, statements)
         self.config = new
         self.by_key = new.monitor_by_key()
         await self.store.write(statements)
@@ -380,6 +388,4 @@ class Daemon:
 
 def _keep_bind(old: Config, new: Config):  # type: ignore[no-untyped-def]
     """Listen address and database cannot change without a restart."""
-    from dataclasses import replace
-
     return replace(new.server, host=old.server.host, port=old.server.port, database=old.server.database)

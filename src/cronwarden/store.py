@@ -126,6 +126,10 @@ def upsert_monitor(name: str, created_at: float, state: dict[str, Any]) -> State
     )
 
 
+def close_open_incidents(monitor: str, at: float) -> Statement:
+    return ("UPDATE incidents SET closed_at = ? WHERE monitor = ? AND closed_at IS NULL", (at, monitor))
+
+
 def mark_removed(name: str, at: float) -> Statement:
     return ("UPDATE monitors SET removed_at = ? WHERE name = ? AND removed_at IS NULL", (at, name))
 
@@ -378,9 +382,10 @@ class Store:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def load_monitors(self) -> dict[str, tuple[float, dict[str, Any]]]:
-        rows = await self.fetchall("SELECT name, created_at, state FROM monitors")
-        return {r["name"]: (r["created_at"], json.loads(r["state"])) for r in rows}
+    async def load_monitors(self) -> dict[str, tuple[dict[str, Any], float | None]]:
+        """name -> (state, removed_at) for every monitor ever seen."""
+        rows = await self.fetchall("SELECT name, state, removed_at FROM monitors")
+        return {r["name"]: (json.loads(r["state"]), r["removed_at"]) for r in rows}
 
     async def incident_ids(self) -> dict[tuple[str, int], int]:
         rows = await self.fetchall("SELECT id, monitor, seq FROM incidents")
