@@ -50,10 +50,11 @@ above to every expression, so for wildcard jobs:
 
 * in the repeated hour cron runs them more often than expected here (an
   extra ping, harmless);
-* in a gap, a time expected here at the end of the gap may have no run:
+* in a gap, a time expected here at the end of the gap may get no run:
   ``30 * * * *`` is expected at 04:00 and 04:30 on Riga's spring-forward day
-  but cron runs it at 04:30 only, and ``*/15 3 * * *`` is expected at 04:00
-  while cron does not run it that day at all.  Grace periods must cover this.
+  but cron runs it at 04:30 only (late by 30 minutes, unless the grace period
+  covers that), and ``*/15 3 * * *`` is expected at 04:00 while cron does not
+  run it that day at all (a false alarm once a year).
 
 Why not let croniter do it
 --------------------------
@@ -157,12 +158,14 @@ def validate_cron(expr: str) -> str | None:
     ``@reboot``, the non-cron extensions ``? L W # H``, backwards ranges, and
     expressions that can never fire (``0 0 31 2 *``).  Never raises.
     """
+    if not isinstance(expr, str):
+        return f"bad cron expression {expr!r}: expected a string, got {type(expr).__name__}"
     try:
         _parse(expr)
     except _BadCron as exc:
-        return f"bad cron expression {_quote(expr)}: {exc}"
-    except Exception as exc:  # never raise, whatever is passed in
-        return f"bad cron expression {_quote(expr)}: {type(exc).__name__}"
+        return f"bad cron expression {expr!r}: {exc}"
+    except Exception as exc:  # never raise, whatever happens
+        return f"bad cron expression {expr!r}: {type(exc).__name__}: {exc}".splitlines()[0]
     return None
 
 
@@ -180,7 +183,7 @@ def next_cron_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime:
     try:
         spec = _parse(expr)
     except _BadCron as exc:
-        raise ValueError(f"bad cron expression {_quote(expr)}: {exc}") from None
+        raise ValueError(f"bad cron expression {expr!r}: {exc}") from None
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError(f"after must be timezone-aware, got naive {after.isoformat()}")
 
@@ -217,10 +220,6 @@ def next_every(last: datetime, period_s: int) -> datetime:
 
 
 # --- parsing -----------------------------------------------------------------
-
-
-def _quote(expr: object) -> str:
-    return repr(expr)
 
 
 @lru_cache(maxsize=65536)
