@@ -45,8 +45,8 @@ class Run:
         self.alerts: list = []
         self.runs: list = []
 
-    def __call__(self, event, seconds: float, silenced: bool = False):  # type: ignore[no-untyped-def]
-        decision = step(self.cfg, self.state, event, at(seconds), silenced=silenced)
+    def __call__(self, event, seconds: float, silenced: bool = False, history=()):  # type: ignore[no-untyped-def]
+        decision = step(self.cfg, self.state, event, at(seconds), silenced=silenced, history=history)
         self.state = decision.state
         self.alerts.extend(decision.alerts)
         if decision.run:
@@ -255,3 +255,49 @@ def test_a_naive_time_is_an_illegal_event_and_changes_nothing() -> None:
     state = new_state(T0)
     with pytest.raises(IllegalEvent):
         step(heartbeat(), state, OK, datetime(2026, 3, 1, 12, 0))
+
+
+def test_recover_after_waits_for_that_many_clean_successes() -> None:
+    run = Run(heartbeat(recover_after=3))
+    run(FAIL, 10)
+    assert run(OK, 20) == () and run(OK, 30) == ()
+    run(FAIL, 40)  # flapping: the count starts again
+    assert run(OK, 50) == () and run(OK, 60) == ()
+    assert [a.kind for a in run(OK, 70)] == [AlertKind.RECOVERED]
+    assert run.sent() == ["failed", "recovered"]
+
+
+def test_a_run_over_twice_the_p95_of_its_history_is_slow() -> None:
+    run = Run(heartbeat())
+    history = [60.0 + i for i in range(20)]  # p95 = 79 s
+    run(START, 0)
+    assert run(OK, 150, history=history) == ()  # 150 s < 2 x 79
+    run(START, 200)
+    alerts = run(OK, 200 + 170, history=history)
+    assert [a.kind for a in alerts] == [AlertKind.SLOW]
+    assert "twice the p95 of the last 20 runs" in alerts[0].summary
+    assert run.state.incident is None  # a warning: the monitor stays up
+
+
+def test_the_automatic_slow_threshold_needs_ten_runs() -> None:
+    run = Run(heartbeat())
+    run(START, 0)
+    assert run(OK, 1000, history=[1.0] * 9) == ()
+
+
+def test_a_running_job_silent_past_max_silence_is_hung() -> None:
+    run = Run(heartbeat(every=86400, max_silence=600))
+    run(START, 0)
+    run(Ping(PingKind.LOG), 500)  # progress keeps it alive
+    assert next_deadline(run.cfg, run.state) == at(1100)
+    assert run(Tick(), 1000) == ()
+    _, alerts = run.tick_at_deadline()
+    assert [a.kind for a in alerts] == [AlertKind.HUNG]
+    assert "silent for 10m" in alerts[0].summary
+    assert run(Tick(), 2000) == ()  # alerted once (reminders aside)
+
+
+def test_max_silence_does_not_apply_when_nothing_is_running() -> None:
+    run = Run(heartbeat(every=86400, max_silence=600))
+    run(OK, 0)
+    assert next_deadline(run.cfg, run.state) == at(86400 + 60)

@@ -1,4 +1,4 @@
-"""Command line: ``cronwarden serve | check`` (``python -m cronwarden`` is the same)."""
+"""Command line: ``cronwarden serve | check | status`` (``python -m cronwarden`` is the same)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import status
+
+    config = None
+    if args.config and (os.path.exists(args.config) or args.config != DEFAULT_CONFIG):
+        config = _load(args.config)
+        if config is None:
+            return 2
+    return status.main(config, args.name, args.url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cronwarden", description="Monitor cron jobs and background jobs.")
     parser.add_argument("--version", action="version", version=f"cronwarden {__version__}")
@@ -77,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config file and print every problem")
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
     check.set_defaults(func=cmd_check)
+
+    status = sub.add_parser("status", help="show monitors (or one monitor's runs and duration statistics)")
+    status.add_argument("name", nargs="?", help="one monitor: recent runs, p50/p95/max and a suggested max_runtime")
+    status.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
+    status.add_argument("--url", help="daemon URL (default: from the config's listen, or $CRONWARDEN_URL)")
+    status.set_defaults(func=cmd_status)
     return parser
 
 

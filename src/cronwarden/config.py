@@ -106,6 +106,8 @@ class MonitorConfig:
     runbook: str | None = None
     key: str | None = None
     alert_after: int = 1
+    recover_after: int = 1
+    max_silence: int | None = None
     repeat: int = 3600
     depends_on: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -316,13 +318,15 @@ MONITOR_KEYS: dict[str, tuple[Converter, str]] = {
     "runbook": (_opt_str, "runbook URL included in alerts"),
     "key": (_key, "Healthchecks-style UUID accepted in ping URLs"),
     "alert_after": (_int(1), "consecutive failures before 'failed'"),
+    "recover_after": (_int(1), "consecutive successes before 'recovered'"),
+    "max_silence": (_opt_duration, "a running job silent this long is 'hung'"),
     "repeat": (_duration, "re-notify interval while down (0 = never)"),
     "depends_on": (_str_list, "monitors whose outage silences this one"),
     "tags": (_str_list, "labels for grouping"),
     "description": (_opt_str, "free text shown in alerts"),
 }
-DEFAULT_KEYS = ("timezone", "grace", "alert_after", "repeat", "channels", "severity", "max_runtime",
-                "slow_after")
+DEFAULT_KEYS = ("timezone", "grace", "alert_after", "recover_after", "repeat", "channels", "severity",
+                "max_runtime", "max_silence", "slow_after")
 CHANNEL_KEYS: dict[str, tuple[Converter, str]] = {
     "type": (_str, "log, webhook or email"),
     "url": (_str, "webhook: URL the JSON alert is POSTed to"),

@@ -23,13 +23,14 @@ import asyncio
 import logging
 import os
 import signal
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import aiohttp
 from aiohttp import web
 
-from . import alerts, monitor, retention
+from . import alerts, monitor, retention, stats
 from . import store as sql
 from .channels import registry
 from .config import Config, ConfigError, MonitorConfig, load_config
@@ -42,6 +43,10 @@ log = logging.getLogger("cronwarden")
 
 MAX_SLEEP = 5.0  # the timer wakes at least this often to notice wall-clock jumps
 CLOCK_JUMP = 1.0  # seconds of wall/monotonic drift treated as a clock step
+
+
+class UnknownMonitor(KeyError):
+    """The monitor left the config while its ping was being handled."""
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Daemon:
         self.states: dict[str, MonitorState] = {}
         self.by_key: dict[str, str] = config.monitor_by_key()
         self.incident_ids: dict[tuple[str, int], int] = {}
+        self.history: dict[str, deque[float]] = {}  # recent successful run durations, oldest first
         self.wheel = TimerWheel()
         self.stats = Stats()
         self.workers: dict[str, tuple[ChannelWorker, asyncio.Task[None]]] = {}
@@ -219,6 +225,7 @@ class Daemon:
         for name in list(self.states):
             if name not in new.monitors:
                 del self.states[name]
+                self.history.pop(name, None)
                 self.wheel.cancel(name)
                 statements.append(sql.mark_removed(name, now.timestamp()))
         stored = await self.store.load_monitors()
@@ -251,7 +258,12 @@ class Daemon:
              body: bytes | None = None) -> tuple[Decision, alerts.Outcome]:
         """Step the monitor and build every statement of the change; memory is updated."""
         cfg = self.config.monitors[name]
-        decision = monitor.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg))
+        history = tuple(self.history.get(name, ()))
+        decision = monitor.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg),
+                                history=history)
+        run = decision.run
+        if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
+            self.history[name].append(run.duration_s)
         output = alerts.tail(body)
         outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now)
         state = decision.state
@@ -292,11 +304,20 @@ class Daemon:
                    rid: str | None = None, metadata: dict | None = None, body: bytes | None = None,
                    remote: str | None = None) -> None:
         """Record one ping; returns once it is committed (raises StoreError if it cannot be)."""
+        if kind is not monitor.PingKind.START and kind is not monitor.PingKind.LOG and name not in self.history:
+            await self._load_history(name)
+            if name not in self.states:
+                raise UnknownMonitor(name)  # removed by a reload while we read
         now = self.clock.now()
         event = Ping(kind, rid=rid, exit_status=exit_status, metadata=metadata)
         _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
         self.stats.pings += 1
         await self.commit([outcome])
+
+    async def _load_history(self, name: str) -> None:
+        """Recent durations, read once per monitor on its first run end after start-up."""
+        durations = await self.store.recent_durations(name, stats.HISTORY)
+        self.history.setdefault(name, deque(durations, maxlen=stats.HISTORY))
 
     # ------------------------------------------------------------ timer
 

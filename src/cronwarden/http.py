@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from aiohttp import web
 
 from . import pages
+from .stats import HISTORY, summarize
 from .monitor import PingKind, _iso, due_at, effective_status
 from .store import StoreError
 
@@ -116,6 +117,8 @@ async def handle_ping(request: web.Request) -> web.Response:
                           body=body, remote=request.remote)
     except StoreError as exc:
         return _text(503, f"ping not recorded: {exc}")
+    except KeyError:  # daemon.UnknownMonitor: removed by a reload meanwhile
+        return _text(404, f"unknown monitor '{name}': it was removed from the config")
     return _text(200, "OK")
 
 
@@ -181,6 +184,8 @@ async def monitor_detail(daemon: "Daemon", name: str, runs: int) -> dict[str, An
         "output": (r["body"] or b"").decode("utf-8", errors="replace"),
     } for r in rows]
     data["pings"] = await daemon.store.ping_count(name)
+    summary = summarize(await daemon.store.recent_durations(name, HISTORY))
+    data["durations"] = summary.to_json() if summary else None
     return data
 
 

@@ -39,9 +39,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, Sequence
 
-from . import schedule
+from . import schedule, stats
 from .config import MonitorConfig
 from .units import format_duration
 
@@ -123,6 +123,7 @@ class MonitorState:
     last_success: datetime | None = None
     last_end: datetime | None = None  # last success or failure: the "missed" clock
     failures: int = 0  # consecutive
+    successes: int = 0  # consecutive clean successes while an incident is open (recover_after)
     open_runs: tuple[OpenRun, ...] = ()
     incident: Incident | None = None
     incident_count: int = 0
@@ -139,6 +140,7 @@ class MonitorState:
             "last_success": ts(self.last_success),
             "last_end": ts(self.last_end),
             "failures": self.failures,
+            "successes": self.successes,
             "open_runs": [[ts(r.started_at), r.rid, r.hung] for r in self.open_runs],
             "incident": None if inc is None else [inc.seq, inc.kind.value, ts(inc.opened_at), inc.notified,
                                                   ts(inc.last_notified_at), inc.acked],
@@ -158,6 +160,7 @@ class MonitorState:
             last_success=dt(data.get("last_success")),
             last_end=dt(data.get("last_end")),
             failures=int(data.get("failures", 0)),
+            successes=int(data.get("successes", 0)),
             open_runs=tuple(OpenRun(dt(s), rid, bool(h)) for s, rid, h in data.get("open_runs", ())),  # type: ignore[arg-type]
             incident=None if inc is None else Incident(
                 inc[0], AlertKind(inc[1]), dt(inc[2]), bool(inc[3]), dt(inc[4]), bool(inc[5])  # type: ignore[arg-type]
@@ -253,6 +256,10 @@ def next_deadline(cfg: MonitorConfig, state: MonitorState) -> datetime:
     elif state.incident.notified and not state.incident.acked and cfg.repeat > 0:
         last = state.incident.last_notified_at or state.incident.opened_at
         candidates.append(last + timedelta(seconds=cfg.repeat))
+    live = [r for r in state.open_runs if not r.hung]
+    if cfg.max_silence is not None and live:
+        heard = max(state.last_ping or live[-1].started_at, live[-1].started_at)
+        candidates.append(heard + timedelta(seconds=cfg.max_silence))
     for run in state.open_runs:
         if cfg.max_runtime is not None:
             if not run.hung:
@@ -283,11 +290,15 @@ def step(
     now: datetime,
     *,
     silenced: bool = False,
+    history: Sequence[float] = (),
 ) -> Decision:
-    """Apply `event` at `now`; pure. Raises IllegalEvent for events it cannot take."""
+    """Apply `event` at `now`; pure. Raises IllegalEvent for events it cannot take.
+
+    `silenced`: a dependency is down, so alerts are recorded, not sent.
+    `history`: durations of recent runs, oldest first, for the automatic `slow`."""
     if now.tzinfo is None:
         raise IllegalEvent("now must be timezone-aware")
-    builder = _Builder(cfg, state, now, silenced)
+    builder = _Builder(cfg, state, now, silenced, history)
     if isinstance(event, Tick):
         builder.on_tick()
     elif isinstance(event, Ping):
@@ -309,8 +320,9 @@ def step(
 class _Builder:
     """Accumulates one step's changes; each handler is one transition."""
 
-    def __init__(self, cfg: MonitorConfig, state: MonitorState, now: datetime, silenced: bool) -> None:
-        self.cfg, self.state, self.now, self.silenced = cfg, state, now, silenced
+    def __init__(self, cfg: MonitorConfig, state: MonitorState, now: datetime, silenced: bool,
+                 history: Sequence[float]) -> None:
+        self.cfg, self.state, self.now, self.silenced, self.history = cfg, state, now, silenced, history
         self.alerts: list[Alert] = []
         self.run: RunInfo | None = None
 
@@ -335,7 +347,7 @@ class _Builder:
         incident = self.state.incident
         if incident is None:
             return
-        self.state = replace(self.state, incident=None)
+        self.state = replace(self.state, incident=None, successes=0)
         self.alerts.append(Alert(
             AlertKind.RECOVERED, self.now,
             f"{self.cfg.name} recovered: succeeded after {incident.kind.value} "
@@ -396,29 +408,69 @@ class _Builder:
                              last_duration=duration if duration is not None else self.state.last_duration)
         if not ok:
             failures = self.state.failures + 1
-            self.state = replace(self.state, failures=failures)
+            self.state = replace(self.state, failures=failures, successes=0)
             if failures >= cfg.alert_after or self.state.incident is not None:
                 status = f"exit status {exit_status}" if exit_status is not None else "a fail ping"
                 streak = f" ({failures} failures in a row)" if failures > 1 else ""
                 self.raise_condition(AlertKind.FAILED, f"{cfg.name} failed with {status}{streak}", run)
             return
         self.state = replace(self.state, failures=0, last_success=now)
-        if duration is not None and cfg.slow_after is not None and duration > cfg.slow_after:
-            self.alerts.append(Alert(
-                AlertKind.SLOW, now,
-                f"{cfg.name} took {format_duration(duration)}, longer than slow_after "
-                f"{format_duration(cfg.slow_after)}",
-                self.state.incident.seq if self.state.incident else None,
-                notify=not self.silenced and self.state.incident is None, run=run,
-            ))
+        self.check_slow(run)
         matched = [rule.text for rule in cfg.rules if ping.metadata and rule.matches(ping.metadata)]
         if matched:
+            self.state = replace(self.state, successes=0)
             self.raise_condition(AlertKind.RULE,
                                  f"{cfg.name} succeeded but matched rule {matched[0]!r}", run)
             return
+        if self.state.incident is not None:
+            successes = self.state.successes + 1
+            self.state = replace(self.state, successes=successes)
+            if successes < cfg.recover_after:
+                return  # a flapping job must prove itself before "recovered"
         self.recover(run)
 
+    def check_slow(self, run: RunInfo) -> None:
+        """`slow_after`, or without it 2 x the p95 of recent runs (10 runs at least)."""
+        cfg, duration = self.cfg, run.duration_s
+        if duration is None:
+            return
+        if cfg.slow_after is not None:
+            limit: float | None = cfg.slow_after
+            why = f"slow_after {format_duration(cfg.slow_after)}"
+        else:
+            limit = stats.slow_threshold(self.history)
+            why = f"twice the p95 of the last {min(len(self.history), stats.HISTORY)} runs"
+        if limit is None or duration <= limit:
+            return
+        incident = self.state.incident
+        self.alerts.append(Alert(
+            AlertKind.SLOW, self.now,
+            f"{cfg.name} took {format_duration(duration)}, longer than {why} ({format_duration(limit)})",
+            incident.seq if incident else None,
+            notify=not self.silenced and incident is None, run=run,
+        ))
+
     # -- time
+
+    def check_silence(self) -> None:
+        """max_silence: a running job that has said nothing for that long is hung."""
+        cfg, now, st = self.cfg, self.now, self.state
+        live = [r for r in st.open_runs if not r.hung]
+        if cfg.max_silence is None or not live:
+            return
+        heard = max(st.last_ping or live[-1].started_at, live[-1].started_at)
+        if heard + timedelta(seconds=cfg.max_silence) > now:
+            return
+        runs = tuple(replace(r, hung=True) if r in live else r for r in st.open_runs)
+        self.state = replace(st, open_runs=runs)
+        run = live[-1]
+        self.raise_condition(
+            AlertKind.HUNG,
+            f"{cfg.name} is running but has been silent for {format_duration((now - heard).total_seconds())}, "
+            f"past max_silence {format_duration(cfg.max_silence)}",
+            RunInfo(run.started_at, None, (now - run.started_at).total_seconds(), None, None, run.rid),
+            expected_at=heard + timedelta(seconds=cfg.max_silence),
+        )
 
     def on_tick(self) -> None:
         cfg, now = self.cfg, self.now
@@ -438,6 +490,7 @@ class _Builder:
                                 None, None, run.rid),
                         expected_at=run.started_at + limit,
                     )
+        self.check_silence()
         if self.state.incident is None:
             due = due_at(cfg, self.state)
             if due + timedelta(seconds=cfg.grace) <= now:

@@ -396,6 +396,13 @@ class Store:
             "SELECT r.*, p.body FROM runs r LEFT JOIN pings p ON p.id = r.ping_id"
             " WHERE r.monitor = ? ORDER BY r.id DESC LIMIT ?", (monitor, limit))
 
+    async def recent_durations(self, monitor: str, limit: int) -> list[float]:
+        """Durations of the last `limit` successful timed runs, oldest first."""
+        rows = await self.fetchall(
+            "SELECT duration_s FROM runs WHERE monitor = ? AND duration_s IS NOT NULL AND exit_status = 0"
+            " ORDER BY id DESC LIMIT ?", (monitor, limit))
+        return [float(r["duration_s"]) for r in reversed(rows)]
+
     async def ping_count(self, monitor: str) -> int:
         row = await self.fetchone("SELECT COUNT(*) AS n FROM pings WHERE monitor = ?", (monitor,))
         return int(row["n"]) if row else 0
