@@ -27,6 +27,7 @@ class Received:
     at: float  # wall-clock epoch seconds at receipt
     body: dict[str, Any]
     headers: dict[str, str]
+    url_channel: str = ""  # the receiver URL's ?ch= (several channels can share one receiver)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.got.append(Received(time.time(), body, dict(request.headers)))
+        self.got.append(Received(time.time(), body, dict(request.headers), request.query.get("ch", "")))
         self.event.set()
         return web.Response(status=self.status, text="ok")
 

@@ -17,7 +17,9 @@ from conftest import DaemonFactory, Receiver
 LATENESS_BOUND = 1.0
 
 
-def config(receiver: Receiver, monitors: str, server: str = "", extra_channels: str = "") -> str:
+def config(receiver: Receiver, monitors: str, server: str = "", extra_channels: str = "",
+           group_window: str = "0") -> str:
+    """A config alerting to `receiver`; digests off unless a test turns them on."""
     return f"""
 server:
   listen: 127.0.0.1:0
@@ -31,6 +33,7 @@ channels:
     type: webhook
     url: {receiver.url}
     timeout: 5s
+    group_window: {group_window}
 {extra_channels}
 monitors:
 {monitors}

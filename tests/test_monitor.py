@@ -301,3 +301,27 @@ def test_max_silence_does_not_apply_when_nothing_is_running() -> None:
     run = Run(heartbeat(every=86400, max_silence=600))
     run(OK, 0)
     assert next_deadline(run.cfg, run.state) == at(86400 + 60)
+
+
+def test_escalation_steps_fire_while_unacknowledged_and_recovery_reaches_them() -> None:
+    from cronwarden.alerts import channels_for
+    from cronwarden.config import Escalation
+
+    cfg = heartbeat(channels=("ops",), repeat=0,
+                    escalate=(Escalation(900, ("pager",)), Escalation(3600, ("boss",))))
+    run = Run(cfg)
+    run(FAIL, 0)
+    assert next_deadline(cfg, run.state) == at(900)
+    _, alerts = run.tick_at_deadline()
+    assert [(a.escalation, channels_for(cfg, a)) for a in alerts] == [(1, ["pager"])]
+    _, alerts = run.tick_at_deadline()
+    assert [(a.escalation, channels_for(cfg, a)) for a in alerts] == [(2, ["boss"])]
+    alerts = run(OK, 4000)
+    assert [a.kind for a in alerts] == [AlertKind.RECOVERED]
+    assert channels_for(cfg, alerts[0]) == ["ops", "pager", "boss"]
+
+
+def test_an_incident_with_nothing_left_to_watch_has_no_deadline() -> None:
+    run = Run(heartbeat(repeat=0))
+    run(FAIL, 0)
+    assert next_deadline(run.cfg, run.state) is None

@@ -36,8 +36,32 @@ def tail(body: bytes | None, limit: int = LOG_TAIL_BYTES) -> str:
     return body[-limit:].decode("utf-8", errors="replace")
 
 
+def test_payload(config: Config, now: datetime) -> dict[str, Any]:
+    """What `cronwarden test-alert` sends: shaped like a real alert, clearly a test."""
+    return {
+        "event": "test", "monitor": "test-alert", "status": "up", "severity": "info",
+        "summary": f"Test alert from cronwarden on {HOST}: if you can read this, the channel works.",
+        "occurred_at": _iso(now), "incident": None, "reminder": False, "escalation": 0,
+        "expected_at": None, "last_success": None, "schedule": None, "host": HOST,
+        "run": None, "log": "", "links": {"dashboard": config.server.base_url.rstrip("/") + "/"},
+        "suppressed": [],
+    }
+
+
+def channels_for(cfg: MonitorConfig, alert: Alert) -> list[str]:
+    """Escalation steps go to their own channels; everything else to the monitor's
+    channels plus those of the escalation steps already sent (so the people who
+    were paged also hear the reminder and the recovery)."""
+    if alert.escalation:
+        return list(cfg.escalate[alert.escalation - 1].channels)
+    channels = list(cfg.channels)
+    for step in cfg.escalate[:alert.escalated]:
+        channels += [c for c in step.channels if c not in channels]
+    return channels
+
+
 def build_payload(config: Config, cfg: MonitorConfig, alert: Alert, incident_id: int | None,
-                  decision: Decision, output: str) -> dict[str, Any]:
+                  decision: Decision, output: str, suppressed: list[str] | None = None) -> dict[str, Any]:
     base = config.server.base_url.rstrip("/")
     links = {"dashboard": f"{base}/monitors/{cfg.name}"}
     if cfg.runbook:
@@ -53,6 +77,7 @@ def build_payload(config: Config, cfg: MonitorConfig, alert: Alert, incident_id:
         "occurred_at": _iso(alert.at),
         "incident": incident_id,
         "reminder": alert.reminder,
+        "escalation": alert.escalation,
         "expected_at": _iso(alert.expected_at),
         "last_success": _iso(state.last_success),
         "schedule": cfg.schedule_text,
@@ -60,11 +85,15 @@ def build_payload(config: Config, cfg: MonitorConfig, alert: Alert, incident_id:
         "run": alert.run.to_json() if alert.run else None,
         "log": output,
         "links": links,
+        "suppressed": suppressed or [],
     }
 
 
 def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Decision,
-                 incident_ids: dict[tuple[str, int], int], output: str, now: datetime) -> Outcome:
+                 incident_ids: dict[tuple[str, int], int], output: str, now: datetime,
+                 suppressed: list[str] | None = None) -> Outcome:
+    """Statements for `decision`'s alerts. `suppressed`: monitors that depend on this
+    one and are down meanwhile; their alerts were not sent, so this one lists them."""
     out = Outcome()
     at = now.timestamp()
     for alert in decision.alerts:
@@ -79,18 +108,19 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
             incident_id = incident_ids[key]
             if alert.closes:
                 out.statements.append(sql.close_incident(incident_id, at))
-        payload = build_payload(config, cfg, alert, incident_id, decision, output)
+        payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed)
         if incident_id is not None:
             kind = "reminder" if alert.reminder else alert.kind.value
             out.statements.append(sql.insert_incident_event(
                 store.next_id("incident_events"), incident_id, at, kind,
                 {"summary": alert.summary, "notified": alert.notify,
-                 "channels": list(cfg.channels) if alert.notify else []}))
+                 "channels": channels_for(cfg, alert) if alert.notify else []}))
         if not alert.notify:
             continue
-        if not cfg.channels:
+        channels = channels_for(cfg, alert)
+        if not channels:
             out.logged.append(payload)
-        for channel in cfg.channels:
+        for channel in channels:
             out.statements.append(sql.insert_outbox(
                 store.next_id("outbox"), channel, cfg.name, incident_id, alert.kind.value, payload, at))
             out.channels.add(channel)

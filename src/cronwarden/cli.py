@@ -1,4 +1,4 @@
-"""Command line: ``cronwarden serve | check | status`` (``python -m cronwarden`` is the same)."""
+"""Command line: ``cronwarden serve | check | status | test-alert`` (``python -m cronwarden`` is the same)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status.main(config, args.name, args.url)
 
 
+def cmd_test_alert(args: argparse.Namespace) -> int:
+    from . import status
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    if args.channel not in config.channels:
+        print(f"{args.config}: no channel '{args.channel}' (channels: {', '.join(config.channels) or 'none'})",
+              file=sys.stderr)
+        return 2
+    return status.test_alert(config, args.channel, args.url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cronwarden", description="Monitor cron jobs and background jobs.")
     parser.add_argument("--version", action="version", version=f"cronwarden {__version__}")
@@ -94,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
     status.add_argument("--url", help="daemon URL (default: from the config's listen, or $CRONWARDEN_URL)")
     status.set_defaults(func=cmd_status)
+
+    test = sub.add_parser("test-alert", help="send a test alert through a channel and print the answer")
+    test.add_argument("channel")
+    test.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
+    test.add_argument("--url", help="daemon URL (default: from the config's listen, or $CRONWARDEN_URL)")
+    test.set_defaults(func=cmd_test_alert)
     return parser
 
 

@@ -79,9 +79,19 @@ class ServerConfig:
 class ChannelConfig:
     name: str
     type: str
-    url: str | None = None  # webhook
+    url: str | None = None  # webhook, chat webhooks, or the service's base URL
+    url_env: str | None = None  # the URL itself is a secret (Slack, Discord, Teams webhooks)
     secret_env: str | None = None  # webhook signing secret
-    timeout: int = 10  # seconds per delivery attempt
+    token_env: str | None = None  # telegram bot token, ntfy/gotify/pushover app token
+    user_key_env: str | None = None  # pushover user key
+    routing_key_env: str | None = None  # pagerduty integration key
+    chat_id: str | None = None  # telegram
+    topic: str | None = None  # ntfy
+    command: tuple[str, ...] = ()  # command: argv; the alert JSON on stdin
+    timeout: int = 15  # seconds per delivery attempt
+    group_window: int = 5  # seconds in which a burst of alerts folds into one digest
+    concurrency: int = 4  # deliveries in flight at once on this channel
+    give_up_after: int = 86400  # stop retrying an alert this long after it was raised
     to: tuple[str, ...] = ()  # email
     sender: str | None = None  # email "from"
     smtp_host: str = "localhost"
@@ -89,6 +99,21 @@ class ChannelConfig:
     smtp_tls: str = "none"
     smtp_username: str | None = None
     smtp_password_env: str | None = None
+
+    def secret(self, attr: str) -> str | None:
+        """The value of the environment variable named by `attr` (e.g. "token_env")."""
+        name = getattr(self, attr)
+        return os.environ.get(name) if name else None
+
+    def target_url(self) -> str | None:
+        """`url`, or the variable `url_env` names (a webhook URL that is itself a secret)."""
+        return self.secret("url_env") or self.url
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    after: int  # seconds after the incident opened, while unacknowledged
+    channels: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +135,7 @@ class MonitorConfig:
     max_silence: int | None = None
     repeat: int = 3600
     depends_on: tuple[str, ...] = ()
+    escalate: tuple[Escalation, ...] = ()
     tags: tuple[str, ...] = ()
     description: str | None = None
 
@@ -131,6 +157,14 @@ class Config:
 
     def monitor_by_key(self) -> dict[str, str]:
         return {m.key.lower(): m.name for m in self.monitors.values() if m.key}
+
+    def dependents(self) -> dict[str, list[str]]:
+        """monitor -> the monitors whose `depends_on` names it."""
+        out: dict[str, list[str]] = {}
+        for monitor in self.monitors.values():
+            for other in monitor.depends_on:
+                out.setdefault(other, []).append(monitor.name)
+        return out
 
 
 # --------------------------------------------------------------------------
@@ -275,6 +309,19 @@ def _key(node: yaml.Node, ctx: _Ctx) -> str:
     return value.lower()
 
 
+def _escalate(node: yaml.Node, ctx: _Ctx) -> tuple[Escalation, ...]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise ValueError(f"expected a list like [{{after: 15m, channels: [pager]}}], found a {_kind(node)}")
+    steps = []
+    for item in node.value:
+        values = _read_section(item, ctx, "an escalation step", ESCALATION_KEYS)
+        if "after" not in values or "channels" not in values:
+            ctx.problem(item, "an escalation step needs 'after' and 'channels'")
+            continue
+        steps.append(Escalation(values["after"][0], values["channels"][0]))
+    return tuple(sorted(steps, key=lambda e: e.after))
+
+
 def _rules(node: yaml.Node, ctx: _Ctx) -> tuple[Rule, ...]:
     if not isinstance(node, yaml.SequenceNode):
         raise ValueError(f"expected a list of rules, found a {_kind(node)}")
@@ -322,16 +369,34 @@ MONITOR_KEYS: dict[str, tuple[Converter, str]] = {
     "max_silence": (_opt_duration, "a running job silent this long is 'hung'"),
     "repeat": (_duration, "re-notify interval while down (0 = never)"),
     "depends_on": (_str_list, "monitors whose outage silences this one"),
+    "escalate": (_escalate, "[{after: 15m, channels: [pager]}]: more channels while unacknowledged"),
     "tags": (_str_list, "labels for grouping"),
     "description": (_opt_str, "free text shown in alerts"),
 }
+ESCALATION_KEYS: dict[str, tuple[Converter, str]] = {
+    "after": (_positive_duration, "time since the incident opened"),
+    "channels": (_str_list, "channels added at that point"),
+}
+ROUTE_KEYS: dict[str, tuple[Converter, str]] = {
+    severity.value: (_str_list, f"channels for {severity.value} monitors without their own") for severity in Severity
+}
 DEFAULT_KEYS = ("timezone", "grace", "alert_after", "recover_after", "repeat", "channels", "severity",
-                "max_runtime", "max_silence", "slow_after")
+                "max_runtime", "max_silence", "slow_after", "escalate")
 CHANNEL_KEYS: dict[str, tuple[Converter, str]] = {
-    "type": (_str, "log, webhook or email"),
-    "url": (_str, "webhook: URL the JSON alert is POSTed to"),
+    "type": (_str, "the channel type"),
+    "url": (_str, "where alerts go (webhook URL, or the service's base URL)"),
+    "url_env": (_env_name, "variable holding the URL when the URL is itself a secret"),
     "secret_env": (_env_name, "webhook: variable holding the signing secret"),
-    "timeout": (_positive_duration, "seconds one delivery attempt may take"),
+    "token_env": (_env_name, "variable holding the service's token"),
+    "user_key_env": (_env_name, "pushover: variable holding the user key"),
+    "routing_key_env": (_env_name, "pagerduty: variable holding the integration key"),
+    "chat_id": (_str, "telegram: chat to post in"),
+    "topic": (_str, "ntfy: topic to publish to"),
+    "command": (_str_list, "command: program and arguments; the alert JSON arrives on stdin"),
+    "timeout": (_positive_duration, "how long one delivery attempt may take"),
+    "group_window": (_duration, "alerts within this window after the first fold into one digest"),
+    "concurrency": (_int(1, 64), "deliveries in flight at once"),
+    "give_up_after": (_positive_duration, "stop retrying an alert this long after it was raised"),
     "to": (_str_list, "email: recipients"),
     "from": (_str, "email: sender address"),
     "smtp": (None, "email: {host, port, tls, username, password_env}"),  # type: ignore[dict-item]
@@ -343,8 +408,24 @@ SMTP_KEYS: dict[str, tuple[Converter, str]] = {
     "username": (_opt_str, "SMTP login"),
     "password_env": (_env_name, "variable holding the SMTP password"),
 }
-CHANNEL_TYPES = {"log": (), "webhook": ("url",), "email": ("to", "from")}
-TOP_KEYS = ("server", "defaults", "channels", "monitors")
+# type -> keys it requires ("a|b": one of them). Defaults differing by type follow.
+CHANNEL_TYPES: dict[str, tuple[str, ...]] = {
+    "log": (),
+    "webhook": ("url",),
+    "email": ("to", "from"),
+    "slack": ("url|url_env",),
+    "discord": ("url|url_env",),
+    "teams": ("url|url_env",),
+    "telegram": ("token_env", "chat_id"),
+    "ntfy": ("topic",),
+    "pushover": ("token_env", "user_key_env"),
+    "gotify": ("url", "token_env"),
+    "pagerduty": ("routing_key_env",),
+    "command": ("command",),
+}
+# PagerDuty deduplicates by incident itself, and a command gets one alert per run.
+NO_DIGEST_TYPES = ("pagerduty", "command")
+TOP_KEYS = ("server", "defaults", "channels", "routes", "monitors")
 
 
 def _mapping(node: yaml.Node, ctx: _Ctx, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
@@ -447,6 +528,7 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
     server = _build_server(sections.get("server"), ctx, path)
     defaults = _read_section(sections["defaults"], ctx, "defaults",
                              {k: MONITOR_KEYS[k] for k in DEFAULT_KEYS}) if "defaults" in sections else {}
+    deferred_defaults = defaults.get("channels")
 
     channels: dict[str, ChannelConfig] = {}
     for name_node, body in _mapping(sections.get("channels", yaml.ScalarNode("tag:yaml.org,2002:null", "")),
@@ -455,6 +537,11 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
         if channel:
             channels[channel.name] = channel
 
+    if deferred_defaults:
+        _check_channels(deferred_defaults[0], deferred_defaults[1], channels, ctx, "defaults")
+    routes = _read_section(sections["routes"], ctx, "routes", ROUTE_KEYS) if "routes" in sections else {}
+    for route_channels, node in routes.values():
+        _check_channels(route_channels, node, channels, ctx, "routes")
     monitors: dict[str, MonitorConfig] = {}
     keys_seen: dict[str, str] = {}
     monitors_node = sections.get("monitors")
@@ -462,7 +549,7 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
         ctx.problem(root, "no 'monitors' section: nothing to watch")
     else:
         for name_node, body in _mapping(monitors_node, ctx, "monitors"):
-            monitor = _build_monitor(name_node, body, defaults, channels, ctx)
+            monitor = _build_monitor(name_node, body, defaults, routes, channels, ctx)
             if monitor is None:
                 continue
             if monitor.key and monitor.key in keys_seen:
@@ -512,13 +599,15 @@ def _build_channel(name_node: yaml.Node, body: yaml.Node, ctx: _Ctx) -> ChannelC
         ctx.problem(values["type"][1], f"unknown channel type '{kind}'{hint}")
         return None
     for required in CHANNEL_TYPES[kind]:
-        if required not in values:
-            ctx.problem(name_node, f"channel '{name}' of type {kind} needs '{required}'")
+        if not any(option in values for option in required.split("|")):
+            wanted = " or ".join(f"'{o}'" for o in required.split("|"))
+            ctx.problem(name_node, f"channel '{name}' of type {kind} needs {wanted}")
     kwargs: dict[str, Any] = {"name": name, "type": kind}
-    for key, attr in (("url", "url"), ("secret_env", "secret_env"), ("timeout", "timeout"),
-                      ("to", "to"), ("from", "sender")):
-        if key in values:
-            kwargs[attr] = values[key][0]
+    if kind in NO_DIGEST_TYPES:
+        kwargs["group_window"] = 0
+    for key in CHANNEL_KEYS:
+        if key in values and key not in ("type", "smtp"):
+            kwargs["sender" if key == "from" else key] = values[key][0]
     if "smtp" in values:
         smtp = _read_section(values["smtp"][0], ctx, f"channel '{name}' smtp", SMTP_KEYS)
         for key in SMTP_KEYS:
@@ -533,6 +622,7 @@ def _build_monitor(
     name_node: yaml.Node,
     body: yaml.Node,
     defaults: dict[str, tuple[Any, yaml.Node]],
+    routes: dict[str, tuple[Any, yaml.Node]],
     channels: dict[str, ChannelConfig],
     ctx: _Ctx,
 ) -> MonitorConfig | None:
@@ -546,15 +636,26 @@ def _build_monitor(
         which = "both" if "every" in present else "neither"
         ctx.problem(name_node, f"monitor '{name}' has {which} of 'every' and 'cron': it needs exactly one")
     merged = {**defaults, **values}
+    # Channels: the monitor's own, else the route for its severity, else the defaults'.
+    severity = merged.get("severity", (Severity.WARNING,))[0]
+    if "channels" not in values and severity.value in routes:
+        merged["channels"] = routes[severity.value]
     kwargs = {key: value for key, (value, _node) in merged.items()}
-    for key, (value, node) in merged.items():
-        if key == "channels":
-            for channel in value:
-                if channel not in channels:
-                    close = difflib.get_close_matches(channel, list(channels), n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    ctx.problem(node, f"monitor '{name}' uses unknown channel '{channel}'{hint}")
+    if "channels" in values:
+        _check_channels(values["channels"][0], values["channels"][1], channels, ctx, f"monitor '{name}'")
+    if "escalate" in values:
+        for step in values["escalate"][0]:
+            _check_channels(step.channels, values["escalate"][1], channels, ctx, f"monitor '{name}' escalate")
     return MonitorConfig(name=name, **kwargs)
+
+
+def _check_channels(names: tuple[str, ...], node: yaml.Node, channels: dict[str, ChannelConfig], ctx: _Ctx,
+                    where: str) -> None:
+    for channel in names:
+        if channel not in channels:
+            close = difflib.get_close_matches(channel, list(channels), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            ctx.problem(node, f"{where} uses unknown channel '{channel}'{hint}")
 
 
 def _check_depends(node: yaml.Node, monitors: dict[str, MonitorConfig], ctx: _Ctx) -> None:
@@ -572,5 +673,6 @@ def all_documented_keys() -> dict[str, list[str]]:
         "server": list(SERVER_KEYS) + [f"retention.{k}" for k in RETENTION_KEYS],
         "defaults": list(DEFAULT_KEYS),
         "channels": list(CHANNEL_KEYS) + [f"smtp.{k}" for k in SMTP_KEYS],
-        "monitors": list(MONITOR_KEYS),
+        "monitors": list(MONITOR_KEYS) + [f"escalate.{k}" for k in ESCALATION_KEYS],
+        "routes": list(ROUTE_KEYS),
     }

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from . import alerts, monitor, retention, stats
 from . import store as sql
-from .channels import registry
+from .channels import sender_for
 from .config import Config, ConfigError, MonitorConfig, load_config
 from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Ping, Tick
@@ -69,6 +69,7 @@ class Daemon:
         self.store = Store(config.server.database)
         self.states: dict[str, MonitorState] = {}
         self.by_key: dict[str, str] = config.monitor_by_key()
+        self.dependents = config.dependents()
         self.incident_ids: dict[tuple[str, int], int] = {}
         self.history: dict[str, deque[float]] = {}  # recent successful run durations, oldest first
         self.wheel = TimerWheel()
@@ -194,7 +195,7 @@ class Daemon:
         await self.store.write(statements)
         for name in self.states:
             self._schedule(name)
-        overdue = sum(1 for key in self.wheel.all_keys() if self._deadline(str(key)) <= now)
+        overdue = sum(1 for key in self.wheel.all_keys() if (self._deadline(str(key)) or now) < now)
         if overdue:
             log.info("%d monitors fell due while the daemon was down; checking them now", overdue)
 
@@ -234,6 +235,7 @@ class Daemon:
                 self.states[name] = self._adopt(name, stored.get(name), now, statements)
         self.config = new
         self.by_key = new.monitor_by_key()
+        self.dependents = new.dependents()
         await self.store.write(statements)
         for name in self.states:
             self._schedule(name)
@@ -265,7 +267,9 @@ class Daemon:
         if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
             self.history[name].append(run.duration_s)
         output = alerts.tail(body)
-        outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now)
+        suppressed = [d for d in self.dependents.get(name, ()) if (st := self.states.get(d)) and st.incident]
+        outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now,
+                                      suppressed)
         state = decision.state
         statements = outcome.statements
         ping_id = None
@@ -319,13 +323,29 @@ class Daemon:
         durations = await self.store.recent_durations(name, stats.HISTORY)
         self.history.setdefault(name, deque(durations, maxlen=stats.HISTORY))
 
+    async def test_alert(self, channel: str) -> int:
+        """Queue a test alert for `channel` through the outbox; returns its outbox id."""
+        now = self.clock.now()
+        payload = alerts.test_payload(self.config, now)
+        outbox_id = self.store.next_id("outbox")
+        await self.store.write([sql.insert_outbox(outbox_id, channel, "test-alert", None, "test", payload,
+                                                  now.timestamp())])
+        worker = self.workers.get(channel)
+        if worker:
+            worker[0].wake.set()
+        return outbox_id
+
     # ------------------------------------------------------------ timer
 
-    def _deadline(self, name: str) -> datetime:
+    def _deadline(self, name: str) -> datetime | None:
         return monitor.next_deadline(self.config.monitors[name], self.states[name])
 
     def _schedule(self, name: str) -> None:
-        when = self._deadline(name).timestamp()
+        deadline = self._deadline(name)
+        if deadline is None:
+            self.wheel.cancel(name)
+            return
+        when = deadline.timestamp()
         self.wheel.schedule(name, when)
         if when < self._sleep_until:
             self._rearm.set()
@@ -366,6 +386,8 @@ class Daemon:
             if name not in self.states:
                 continue  # removed by a reload
             deadline = self._deadline(name)
+            if deadline is None:
+                continue
             if deadline > now:
                 self._schedule(name)  # early (clock stepped back, or state moved on): re-arm
                 continue
@@ -388,7 +410,6 @@ class Daemon:
     # ------------------------------------------------------------ workers
 
     def _sync_workers(self) -> None:
-        senders = registry()
         assert self.session is not None
         for name in list(self.workers):
             if self.config.channels.get(name) != self.workers[name][0].channel:
@@ -396,7 +417,7 @@ class Daemon:
                 task.cancel()  # an unfinished delivery stays pending for the new worker
         for name, channel in self.config.channels.items():
             if name not in self.workers:
-                worker = ChannelWorker(self.store, channel, senders[channel.type], self.session, self.clock)
+                worker = ChannelWorker(self.store, channel, sender_for(channel.type), self.session, self.clock)
                 task = asyncio.create_task(worker.run(), name=f"cronwarden-channel-{name}")
                 self.workers[name] = (worker, task)
 

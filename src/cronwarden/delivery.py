@@ -1,14 +1,23 @@
 """Delivery workers: carry outbox rows to their channels, one worker per channel.
 
-Each worker loops over :meth:`ChannelWorker.step`, which delivers every due
-row of its channel once and returns whether it did any work; when idle it
-waits until woken (a commit added rows) or until the earliest retry is due.
-A channel that hangs or fails only delays its own rows: pings never wait on
-a delivery, and other channels have their own workers.
+Each worker loops over :meth:`ChannelWorker.step`, which sends what is due
+once and returns whether it did any work; when idle it waits until woken (a
+commit added rows) or until the earliest retry or digest is due. A channel
+that hangs or fails only delays its own rows: pings never wait on a delivery,
+and other channels have their own workers.
 
-Every attempt is recorded. A row stays ``pending`` until a delivery
-succeeds, so a crash at any point means a repeat, never a loss; the stable
-``webhook-id`` / ``Message-ID`` (``cw-<outbox id>``) lets receivers drop it.
+Storm control (``group_window``): the first alert of a burst goes out at
+once; alerts that fall due in the following ``group_window`` seconds are
+held and then sent together as one digest, and so on while the burst lasts.
+A single alert is never delayed.
+
+Every attempt is recorded. A row stays ``pending`` until a delivery succeeds,
+so a crash at any point means a repeat, never a loss; the stable delivery id
+(``cw-<outbox id>``, or ``cw-<first>-<last>`` for a digest) lets receivers
+drop it. A row is given up (``dead``) on a permanent error or once it is older
+than the channel's ``give_up_after``; that is logged and written into the
+incident. Rows of one incident go out in order: the store only offers the
+oldest pending row of each incident.
 """
 
 from __future__ import annotations
@@ -20,30 +29,31 @@ import random
 import sqlite3
 import time
 
-
 import aiohttp
 
 from . import store as sql
 from .channels import DeliveryError, SendContext, Sender
+from .channels.render import make_digest
 from .config import ChannelConfig
-from .store import Store, StoreError
+from .store import Statement, Store, StoreError
 from .wheel import Clock
 
 log = logging.getLogger("cronwarden.delivery")
 
 BASE_BACKOFF = 2.0  # seconds before the first retry
 MAX_BACKOFF = 900.0
-GIVE_UP_AFTER = 3 * 86400.0  # a row older than this that still fails is marked dead
+MAX_RETRY_AFTER = 3600.0
+MAX_DIGEST = 500  # alerts folded into one digest at most
 
 
 def backoff(attempts: int, rng: random.Random) -> float:
-    """Exponential backoff with full jitter in [50%, 100%] of the step."""
+    """Exponential backoff with jitter: 50-100% of min(2 s x 2^(n-1), 15 min)."""
     step = min(MAX_BACKOFF, BASE_BACKOFF * (2 ** max(0, attempts - 1)))
     return step * (0.5 + rng.random() / 2)
 
 
-def delivery_id(outbox_id: int) -> str:
-    return f"cw-{outbox_id}"
+def delivery_id(rows: list[sqlite3.Row]) -> str:
+    return f"cw-{rows[0]['id']}" if len(rows) == 1 else f"cw-{rows[0]['id']}-{rows[-1]['id']}"
 
 
 class ChannelWorker:
@@ -58,50 +68,91 @@ class ChannelWorker:
         self.rng = rng or random.Random()
         self.wake = asyncio.Event()
         self.failures = 0
+        self.window_until = 0.0  # end of the current burst window (epoch seconds)
+        self._limit = asyncio.Semaphore(channel.concurrency)
+
+    # ------------------------------------------------------------ one step
 
     async def step(self) -> bool:
-        """Deliver every due row of this channel once; True when any was tried."""
+        """Send what is due once; True when anything was attempted."""
         now = self.clock.time()
-        rows = await self.store.due_outbox(self.channel.name, now)
-        for row in rows:
-            await self.deliver(row)
-        return bool(rows)
+        if self.channel.group_window > 0 and now < self.window_until:
+            return False  # inside a burst window: the loop wakes at its end
+        rows = await self.store.due_outbox(self.channel.name, now, MAX_DIGEST)
+        if not rows:
+            return False
+        if self.channel.group_window > 0:
+            self.window_until = now + self.channel.group_window
+            await self.deliver(rows)  # one alert alone, or everything held during the window
+        else:
+            await asyncio.gather(*(self._limited([row]) for row in rows))
+        return True
 
-    async def deliver(self, row: sqlite3.Row) -> None:
-        payload = json.loads(row["payload"])
+    async def _limited(self, rows: list[sqlite3.Row]) -> None:
+        async with self._limit:
+            await self.deliver(rows)
+
+    async def deliver(self, rows: list[sqlite3.Row]) -> None:
+        """One attempt at sending `rows` (one alert, or a digest of several)."""
+        payloads = [json.loads(row["payload"]) for row in rows]
+        payload = payloads[0] if len(rows) == 1 else make_digest(payloads)
         started = time.monotonic()
         at = self.clock.time()
+        ctx = SendContext(self.session, at)
+        error: DeliveryError | None = None
         status: int | None = None
-        error: str | None = None
-        next_at: float | None = None
-        state = "sent"
         try:
-            status = await self.sender(self.channel, payload, delivery_id(row["id"]),
-                                       SendContext(self.session, at))
+            status = await asyncio.wait_for(
+                self.sender(self.channel, payload, delivery_id(rows), ctx), self.channel.timeout + 5)
         except DeliveryError as exc:
-            error, status = str(exc), exc.status
-            self.failures += 1
-            if exc.permanent or at - row["created_at"] > GIVE_UP_AFTER:
-                state = "dead"
-                log.error("giving up on alert %s to channel %s: %s", row["id"], self.channel.name, exc)
-            else:
-                state = "pending"
-                wait = backoff(row["attempts"] + 1, self.rng)
-                if exc.retry_after is not None:
-                    wait = max(wait, min(exc.retry_after, 3600.0))
-                next_at = at + wait
-                log.warning("alert %s to channel %s failed (%s); retry in %.0fs",
-                            row["id"], self.channel.name, exc, wait)
+            error = exc
+        except asyncio.TimeoutError:
+            error = DeliveryError(f"no result within {self.channel.timeout}s")
         except Exception as exc:  # a bug in a sender must not kill the worker
-            error, state, next_at = f"internal error: {exc!r}", "pending", at + backoff(row["attempts"] + 1, self.rng)
             log.exception("sender for channel %s crashed", self.channel.name)
+            error = DeliveryError(f"internal error: {exc!r}")
         duration_ms = (time.monotonic() - started) * 1000
+        statements: list[Statement] = []
+        for row in rows:
+            statements += self._outcome(row, at, status, error, ctx.answer, duration_ms)
         try:
-            await self.store.write(sql.record_attempt(
-                self.store.next_id("delivery_attempts"), row["id"], at, state == "sent", status, error,
-                duration_ms, state, next_at))
+            await self.store.write(statements)
         except StoreError:
-            await asyncio.sleep(1.0)  # the store logs it; the row is retried
+            await asyncio.sleep(1.0)  # the store logged it; the rows stay pending and are retried
+        if error is None:
+            self.failures = 0
+            if len(rows) > 1:
+                log.info("sent a digest of %d alerts to channel %s", len(rows), self.channel.name)
+
+    def _outcome(self, row: sqlite3.Row, at: float, status: int | None, error: DeliveryError | None,
+                 answer: str, duration_ms: float) -> list[Statement]:
+        """The attempt record and the row's next state."""
+        if error is None:
+            return sql.record_attempt(self.store.next_id("delivery_attempts"), row["id"], at, True, status,
+                                      None, answer, duration_ms, "sent", None)
+        self.failures += 1
+        status = error.status if error.status is not None else status
+        age = at - row["created_at"]
+        if error.permanent or age >= self.channel.give_up_after:
+            why = "a permanent error" if error.permanent else f"{self.channel.give_up_after}s of retries"
+            message = f"gave up delivering to channel {self.channel.name} after {why}: {error}"
+            log.error("alert %s (%s %s): %s", row["id"], row["monitor"], row["event"], message)
+            statements = sql.record_attempt(self.store.next_id("delivery_attempts"), row["id"], at, False,
+                                            status, str(error), answer, duration_ms, "dead", None)
+            if row["incident_id"] is not None:
+                statements.append(sql.insert_incident_event(
+                    self.store.next_id("incident_events"), row["incident_id"], at, "delivery_failed",
+                    {"channel": self.channel.name, "outbox": row["id"], "error": str(error)}))
+            return statements
+        wait = backoff(row["attempts"] + 1, self.rng)
+        if error.retry_after is not None:
+            wait = max(wait, min(error.retry_after, MAX_RETRY_AFTER))
+        log.warning("alert %s to channel %s failed (%s); retry in %.0fs", row["id"], self.channel.name, error,
+                    wait)
+        return sql.record_attempt(self.store.next_id("delivery_attempts"), row["id"], at, False, status,
+                                  str(error), answer, duration_ms, "pending", at + wait)
+
+    # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
         while True:
@@ -112,14 +163,14 @@ class ChannelWorker:
             if worked:
                 continue
             self.wake.clear()
-            next_at = await self._next_due()
+            try:
+                next_at = await self.store.next_outbox_time(self.channel.name)
+            except StoreError:
+                next_at = self.clock.time() + 1.0
+            if next_at is not None and self.channel.group_window > 0:
+                next_at = max(next_at, self.window_until)
             timeout = None if next_at is None else max(0.0, next_at - self.clock.time())
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
-
-    async def _next_due(self) -> float | None:
-        return await self.store.next_outbox_time(self.channel.name)
-
-

@@ -1,4 +1,4 @@
-"""HTTP surface: ping URLs, the JSON API and /healthz (aiohttp)."""
+"""HTTP surface: ping URLs, /healthz and the application (the API is in api.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import pages
-from .stats import HISTORY, summarize
-from .monitor import PingKind, _iso, due_at, effective_status
+from . import api
+from .api import DAEMON
+from .monitor import PingKind
 from .store import StoreError
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cronwarden.http")
 
-DAEMON: web.AppKey["Daemon"] = web.AppKey("daemon")
 MAX_RID = 128
 
 
@@ -122,108 +121,6 @@ async def handle_ping(request: web.Request) -> web.Response:
     return _text(200, "OK")
 
 
-# ------------------------------------------------------------------ API
-
-
-def _auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        token = request.app[DAEMON].config.server.api_token()
-        if token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                         headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
-
-    return wrapped
-
-
-def monitor_json(daemon: "Daemon", name: str) -> dict[str, Any]:
-    cfg = daemon.config.monitors[name]
-    state = daemon.states[name]
-    now = daemon.clock.now()
-    incident = state.incident
-    return {
-        "name": name,
-        "status": effective_status(cfg, state, now).value,
-        "schedule": {"every": cfg.every, "cron": cfg.cron, "timezone": cfg.timezone, "grace": cfg.grace},
-        "severity": cfg.severity.value,
-        "tags": list(cfg.tags),
-        "created_at": _iso(state.created_at),
-        "last_ping": _iso(state.last_ping),
-        "last_success": _iso(state.last_success),
-        "next_due": _iso(due_at(cfg, state)),
-        "last_duration_s": state.last_duration,
-        "consecutive_failures": state.failures,
-        "running": [{"started_at": _iso(r.started_at), "rid": r.rid, "hung": r.hung} for r in state.open_runs],
-        "incident": None if incident is None else {
-            "id": daemon.incident_ids.get((name, incident.seq)),
-            "event": incident.kind.value,
-            "opened_at": _iso(incident.opened_at),
-            "acknowledged": incident.acked,
-        },
-    }
-
-
-@_auth
-async def api_monitors(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return web.json_response({"monitors": [monitor_json(daemon, n) for n in sorted(daemon.states)]})
-
-
-async def monitor_detail(daemon: "Daemon", name: str, runs: int) -> dict[str, Any]:
-    data = monitor_json(daemon, name)
-    rows = await daemon.store.recent_runs(name, runs)
-    data["runs"] = [{
-        "started_at": _iso_ts(r["started_at"]),
-        "ended_at": _iso_ts(r["ended_at"]),
-        "duration_s": r["duration_s"],
-        "exit_status": r["exit_status"],
-        "rid": r["rid"],
-        "metadata": json.loads(r["metadata"]) if r["metadata"] else None,
-        "output": (r["body"] or b"").decode("utf-8", errors="replace"),
-    } for r in rows]
-    data["pings"] = await daemon.store.ping_count(name)
-    summary = summarize(await daemon.store.recent_durations(name, HISTORY))
-    data["durations"] = summary.to_json() if summary else None
-    return data
-
-
-def _runs_param(request: web.Request) -> int:
-    raw = request.query.get("runs", "20")
-    return min(max(int(raw), 1), 500) if raw.isdigit() else 20
-
-
-@_auth
-async def api_monitor(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name = request.match_info["name"]
-    if name not in daemon.states:
-        return web.json_response({"error": f"unknown monitor '{name[:80]}'"}, status=404)
-    return web.json_response(await monitor_detail(daemon, name, _runs_param(request)))
-
-
-@_auth
-async def page_index(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return pages.index(daemon, [monitor_json(daemon, n) for n in sorted(daemon.states)])
-
-
-@_auth
-async def page_monitor(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name = request.match_info["name"]
-    if name not in daemon.states:
-        raise web.HTTPNotFound(text=f"unknown monitor '{name[:80]}'\n")
-    return pages.monitor_page(await monitor_detail(daemon, name, _runs_param(request)))
-
-
-def _iso_ts(ts: float | None) -> str | None:
-    from datetime import datetime, timezone
-
-    return None if ts is None else _iso(datetime.fromtimestamp(ts, timezone.utc))
-
-
 async def healthz(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     stats = daemon.stats
@@ -267,8 +164,5 @@ def build_app(daemon: "Daemon") -> web.Application:
     for method in ("GET", "POST", "HEAD"):
         app.router.add_route(method, "/ping/{tail:.*}", handle_ping)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", page_index)
-    app.router.add_get("/monitors/{name}", page_monitor)
-    app.router.add_get("/api/v1/monitors", api_monitors)
-    app.router.add_get("/api/v1/monitors/{name}", api_monitor)
+    api.add_routes(app)
     return app

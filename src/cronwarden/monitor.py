@@ -114,6 +114,7 @@ class Incident:
     notified: bool  # False when it opened silenced: then recovery is not sent either
     last_notified_at: datetime | None = None
     acked: bool = False
+    escalated: int = 0  # escalation steps sent so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class MonitorState:
             "successes": self.successes,
             "open_runs": [[ts(r.started_at), r.rid, r.hung] for r in self.open_runs],
             "incident": None if inc is None else [inc.seq, inc.kind.value, ts(inc.opened_at), inc.notified,
-                                                  ts(inc.last_notified_at), inc.acked],
+                                                  ts(inc.last_notified_at), inc.acked, inc.escalated],
             "incident_count": self.incident_count,
             "last_duration": self.last_duration,
         }
@@ -163,7 +164,8 @@ class MonitorState:
             successes=int(data.get("successes", 0)),
             open_runs=tuple(OpenRun(dt(s), rid, bool(h)) for s, rid, h in data.get("open_runs", ())),  # type: ignore[arg-type]
             incident=None if inc is None else Incident(
-                inc[0], AlertKind(inc[1]), dt(inc[2]), bool(inc[3]), dt(inc[4]), bool(inc[5])  # type: ignore[arg-type]
+                inc[0], AlertKind(inc[1]), dt(inc[2]), bool(inc[3]), dt(inc[4]), bool(inc[5]),  # type: ignore[arg-type]
+                int(inc[6]) if len(inc) > 6 else 0,
             ),
             incident_count=int(data.get("incident_count", 0)),
             last_duration=data.get("last_duration"),
@@ -204,6 +206,8 @@ class Alert:
     closes: bool = False
     run: RunInfo | None = None
     expected_at: datetime | None = None
+    escalation: int = 0  # n > 0: this is escalation step n, for that step's channels only
+    escalated: int = 0  # steps sent before: reminders and recovery also go to their channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,14 +252,19 @@ def _forget_after(cfg: MonitorConfig, run: OpenRun) -> datetime:
     return run.started_at + timedelta(seconds=2 * period + cfg.grace)
 
 
-def next_deadline(cfg: MonitorConfig, state: MonitorState) -> datetime:
-    """The earliest moment a Tick could change this monitor."""
+def next_deadline(cfg: MonitorConfig, state: MonitorState) -> datetime | None:
+    """The earliest moment a Tick could change this monitor; None when no Tick can
+    (an open incident with no reminder, escalation or run left to watch)."""
     candidates: list[datetime] = []
     if state.incident is None:
         candidates.append(missed_deadline(cfg, state))
-    elif state.incident.notified and not state.incident.acked and cfg.repeat > 0:
-        last = state.incident.last_notified_at or state.incident.opened_at
-        candidates.append(last + timedelta(seconds=cfg.repeat))
+    elif state.incident.notified and not state.incident.acked:
+        incident = state.incident
+        if cfg.repeat > 0:
+            last = incident.last_notified_at or incident.opened_at
+            candidates.append(last + timedelta(seconds=cfg.repeat))
+        if incident.escalated < len(cfg.escalate):
+            candidates.append(incident.opened_at + timedelta(seconds=cfg.escalate[incident.escalated].after))
     live = [r for r in state.open_runs if not r.hung]
     if cfg.max_silence is not None and live:
         heard = max(state.last_ping or live[-1].started_at, live[-1].started_at)
@@ -266,7 +275,7 @@ def next_deadline(cfg: MonitorConfig, state: MonitorState) -> datetime:
                 candidates.append(run.started_at + timedelta(seconds=cfg.max_runtime))
         else:
             candidates.append(_forget_after(cfg, run))
-    return min(candidates)
+    return min(candidates) if candidates else None
 
 
 def effective_status(cfg: MonitorConfig, state: MonitorState, now: datetime) -> Status:
@@ -353,6 +362,7 @@ class _Builder:
             f"{self.cfg.name} recovered: succeeded after {incident.kind.value} "
             f"(down for {format_duration((self.now - incident.opened_at).total_seconds())})",
             incident.seq, notify=incident.notified and not self.silenced, closes=True, run=run,
+            escalated=incident.escalated,
         ))
 
     # -- pings
@@ -501,6 +511,7 @@ class _Builder:
                     f"{cfg.name} did not run: expected by {_iso(due)} ({since})",
                     expected_at=due,
                 )
+        self.check_escalation()
         incident = self.state.incident
         if incident is not None and incident.notified and not incident.acked and cfg.repeat > 0:
             last = incident.last_notified_at or incident.opened_at
@@ -509,8 +520,25 @@ class _Builder:
                 self.alerts.append(Alert(
                     incident.kind, now,
                     f"Still down: {cfg.name} {incident.kind.value} since {_iso(incident.opened_at)}",
-                    incident.seq, notify=not self.silenced, reminder=True,
+                    incident.seq, notify=not self.silenced, reminder=True, escalated=incident.escalated,
                 ))
+
+    def check_escalation(self) -> None:
+        """Send each `escalate` step whose time has come while the incident is unacknowledged."""
+        cfg, now = self.cfg, self.now
+        incident = self.state.incident
+        while (incident is not None and incident.notified and not incident.acked
+               and incident.escalated < len(cfg.escalate)
+               and incident.opened_at + timedelta(seconds=cfg.escalate[incident.escalated].after) <= now):
+            step_no = incident.escalated + 1
+            incident = replace(incident, escalated=step_no)
+            self.state = replace(self.state, incident=incident)
+            self.alerts.append(Alert(
+                incident.kind, now,
+                f"Escalated: {cfg.name} {incident.kind.value} unacknowledged for "
+                f"{format_duration((now - incident.opened_at).total_seconds())}",
+                incident.seq, notify=not self.silenced, escalation=step_no,
+            ))
 
 
 __all__ = [

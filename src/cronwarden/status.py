@@ -34,14 +34,16 @@ def daemon_url(config: Config | None, override: str | None) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{config.server.port}"
 
 
-def fetch(url: str, path: str, token: str | None) -> Any:
-    request = urllib.request.Request(url + path)
+def fetch(url: str, path: str, token: str | None, method: str = "GET", ok_statuses: tuple[int, ...] = ()) -> Any:
+    request = urllib.request.Request(url + path, method=method)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return json.load(resp)
     except urllib.error.HTTPError as exc:
+        if exc.code in ok_statuses:
+            return json.load(exc)
         try:
             reason = json.load(exc).get("error", exc.reason)
         except ValueError:
@@ -99,6 +101,26 @@ def render_monitor(data: dict[str, Any], max_runtime: int | None, colour: bool, 
             last = tail[-1][:60] if tail else ""
             exit_status = "-" if run["exit_status"] is None else str(run["exit_status"])
             out.write(f"    {_ts(run['ended_at'])}  {_dur(run['duration_s']):>8}  exit {exit_status:>3}  {last}\n")
+
+
+def test_alert(config: Config | None, channel: str, url: str | None, out: TextIO = sys.stdout) -> int:
+    """`cronwarden test-alert CHANNEL`: the daemon sends a test alert and reports the answer."""
+    base = daemon_url(config, url)
+    token = config.server.api_token() if config else os.environ.get("CRONWARDEN_TOKEN")
+    try:
+        result = fetch(base, f"/api/v1/channels/{urllib.request.quote(channel)}/test", token, method="POST",
+                       ok_statuses=(502,))
+    except StatusError as exc:
+        print(f"cronwarden test-alert: {exc}", file=sys.stderr)
+        return 1
+    if result["delivered"]:
+        out.write(f"{channel} ({result['type']}): delivered; the service answered: "
+                  f"{result.get('answer') or result.get('status') or 'OK'}\n")
+        return 0
+    out.write(f"{channel} ({result['type']}): NOT delivered ({result['state']}): {result['error']}\n")
+    if result.get("answer"):
+        out.write(f"  the service answered: {result['answer']}\n")
+    return 1
 
 
 def main(config: Config | None, name: str | None, url: str | None, out: TextIO = sys.stdout) -> int:

@@ -34,7 +34,7 @@ log = logging.getLogger("cronwarden.store")
 
 Statement = tuple[str, Sequence[Any]]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE monitors (
@@ -111,6 +111,10 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX attempts_by_outbox ON delivery_attempts (outbox_id);
     """,
+    2: """
+    ALTER TABLE delivery_attempts ADD COLUMN answer TEXT;
+    CREATE INDEX outbox_by_incident ON outbox (incident_id, id);
+    """,
 }
 
 ID_TABLES = ("pings", "runs", "incidents", "incident_events", "outbox", "delivery_attempts")
@@ -184,10 +188,11 @@ def insert_outbox(oid: int, channel: str, monitor: str, incident_id: int | None,
 
 
 def record_attempt(aid: int, outbox_id: int, at: float, ok: bool, status: int | None, error: str | None,
-                   duration_ms: float, final_state: str, next_attempt_at: float | None) -> list[Statement]:
+                   answer: str | None, duration_ms: float, final_state: str,
+                   next_attempt_at: float | None) -> list[Statement]:
     return [
-        ("INSERT INTO delivery_attempts (id, outbox_id, at, ok, status, error, duration_ms)"
-         " VALUES (?,?,?,?,?,?,?)", (aid, outbox_id, at, int(ok), status, error, duration_ms)),
+        ("INSERT INTO delivery_attempts (id, outbox_id, at, ok, status, error, answer, duration_ms)"
+         " VALUES (?,?,?,?,?,?,?,?)", (aid, outbox_id, at, int(ok), status, error, answer or None, duration_ms)),
         ("UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
          " next_attempt_at = COALESCE(?, next_attempt_at), sent_at = CASE WHEN ? THEN ? ELSE sent_at END"
          " WHERE id = ?", (final_state, error, next_attempt_at, int(ok), at, outbox_id)),
@@ -374,9 +379,13 @@ class Store:
     # -- reading
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        assert self._read is not None
-        async with self._read.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        if self._read is None:
+            raise StoreError("the database is closed")
+        try:
+            async with self._read.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
@@ -430,6 +439,38 @@ class Store:
         assert table in ("runs", "pings")
         rows = await self.fetchall(f"SELECT monitor FROM {table} GROUP BY monitor HAVING COUNT(*) > ?", (keep,))
         return [r["monitor"] for r in rows]
+
+    async def incidents(self, monitor: str | None = None, open_only: bool = False,
+                        limit: int = 100) -> list[sqlite3.Row]:
+        where, params = [], []  # type: ignore[var-annotated]
+        if monitor:
+            where.append("monitor = ?")
+            params.append(monitor)
+        if open_only:
+            where.append("closed_at IS NULL")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return await self.fetchall(f"SELECT * FROM incidents{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
+
+    async def incident(self, incident_id: int) -> sqlite3.Row | None:
+        return await self.fetchone("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+
+    async def incident_events(self, incident_id: int) -> list[sqlite3.Row]:
+        return await self.fetchall("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id", (incident_id,))
+
+    async def deliveries(self, incident_id: int) -> list[sqlite3.Row]:
+        """Outbox rows of an incident with their attempts (one row per attempt, or the
+        outbox row alone while it has none)."""
+        return await self.fetchall(
+            "SELECT o.id AS outbox_id, o.channel, o.event, o.state, o.created_at, o.attempts,"
+            " a.at, a.ok, a.status, a.error, a.answer, a.duration_ms"
+            " FROM outbox o LEFT JOIN delivery_attempts a ON a.outbox_id = o.id"
+            " WHERE o.incident_id = ? ORDER BY o.id, a.id", (incident_id,))
+
+    async def outbox_row(self, outbox_id: int) -> sqlite3.Row | None:
+        return await self.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+
+    async def attempts(self, outbox_id: int) -> list[sqlite3.Row]:
+        return await self.fetchall("SELECT * FROM delivery_attempts WHERE outbox_id = ? ORDER BY id", (outbox_id,))
 
     async def outbox_backlog(self) -> int:
         row = await self.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")

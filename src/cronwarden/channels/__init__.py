@@ -3,17 +3,33 @@
 A sender is ``async def send(channel, payload, delivery_id, ctx) -> int | None``
 (the HTTP status when there is one). It raises :class:`DeliveryError` on
 failure, saying whether a retry can help and how long the far end asked us to
-wait (``Retry-After``). The registry is a plain dict from ``type:`` to sender.
+wait (``Retry-After``). The registry is a plain dict from ``type:`` to the sender's module.
+
+``payload`` is one alert (the webhook JSON of SPEC section 5) or a digest:
+``{"event": "digest", "count": N, "severity": ..., "summary": ..., "alerts":
+[alert, ...]}``; :mod:`.render` turns either into text for people.
+
+HTTP senders go through :func:`post`: no redirects followed, a per-attempt
+timeout, answers classified as permanent (400, 401, 403, 404, 410 and other
+4xx: stop and say why) or transient (408, 425, 429, 5xx, timeouts, refused
+connections: retry), and secrets redacted from every error message.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, Awaitable, Callable, Iterable
 
 import aiohttp
 
 from ..config import ChannelConfig
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+MAX_ANSWER = 2000  # characters of a service's answer kept for the attempt record
 
 
 class DeliveryError(Exception):
@@ -29,12 +45,78 @@ class DeliveryError(Exception):
 class SendContext:
     session: aiohttp.ClientSession
     now: float  # epoch seconds of this attempt
+    answer: str = ""  # what the service said (set by post(); shown by test-alert)
 
 
 Sender = Callable[[ChannelConfig, dict[str, Any], str, SendContext], Awaitable[int | None]]
 
 
-def registry() -> dict[str, Sender]:
-    from . import email, log, webhook
+# type -> module in this package; modules are imported when a channel of that type exists.
+REGISTRY = {name: name for name in (
+    "log", "webhook", "email", "slack", "discord", "teams", "telegram", "ntfy", "pushover", "gotify",
+    "pagerduty", "command")}
 
-    return {"log": log.send, "webhook": webhook.send, "email": email.send}
+
+def sender_for(kind: str) -> Sender:
+    module = importlib.import_module(f"{__name__}.{REGISTRY[kind]}")
+    return module.send  # type: ignore[no-any-return]
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - (now or time.time()))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def require(channel: ChannelConfig, attr: str) -> str:
+    """A secret named by a ``*_env`` key; a missing variable is a transient error
+    (the operator can set it and the retry then succeeds)."""
+    value = channel.secret(attr)
+    if not value:
+        raise DeliveryError(f"channel {channel.name}: environment variable {getattr(channel, attr)} "
+                            f"({attr}) is not set")
+    return value
+
+
+async def post(channel: ChannelConfig, ctx: SendContext, url: str, *, json: Any = None,
+               data: bytes | str | None = None, headers: dict[str, str] | None = None,
+               secrets: Iterable[str | None] = ()) -> int:
+    """POST once; return the 2xx status or raise a classified DeliveryError."""
+    secrets = [*secrets, channel.secret("url_env")]
+    shown = redact(url, secrets)
+    try:
+        async with ctx.session.post(url, json=json, data=data, headers=headers, allow_redirects=False,
+                                    timeout=aiohttp.ClientTimeout(total=channel.timeout)) as resp:
+            body = (await resp.content.read(64 * 1024)).decode("utf-8", errors="replace")
+            ctx.answer = redact(f"{resp.status} {body[:MAX_ANSWER]}".strip(), secrets)
+            if 200 <= resp.status < 300:
+                return resp.status
+            if 300 <= resp.status < 400:
+                raise DeliveryError(f"{shown} answered {resp.status} redirect to "
+                                    f"{redact(resp.headers.get('Location', '?'), secrets)}; redirects are "
+                                    f"not followed: fix the URL", permanent=True, status=resp.status)
+            transient = resp.status in TRANSIENT_STATUSES or resp.status >= 500
+            detail = redact(body.strip().replace("\n", " ")[:200], secrets)
+            raise DeliveryError(f"HTTP {resp.status} from {shown}{': ' + detail if detail else ''}",
+                                permanent=not transient,
+                                retry_after=retry_after_seconds(resp.headers.get("Retry-After"), ctx.now),
+                                status=resp.status)
+    except asyncio.TimeoutError:
+        raise DeliveryError(f"no answer from {shown} within {channel.timeout}s") from None
+    except aiohttp.ClientError as exc:
+        raise DeliveryError(redact(f"cannot reach {shown}: {exc}", secrets)) from None

@@ -1,0 +1,199 @@
+"""The JSON API under /api/v1/ and the pages that render the same data."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from . import pages
+from .monitor import _iso, due_at, effective_status
+from .stats import HISTORY, summarize
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+DAEMON: web.AppKey["Daemon"] = web.AppKey("daemon")
+
+
+def _auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        token = request.app[DAEMON].config.server.api_token()
+        if token:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                         headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return wrapped
+
+
+def monitor_json(daemon: "Daemon", name: str) -> dict[str, Any]:
+    cfg = daemon.config.monitors[name]
+    state = daemon.states[name]
+    now = daemon.clock.now()
+    incident = state.incident
+    return {
+        "name": name,
+        "status": effective_status(cfg, state, now).value,
+        "schedule": {"every": cfg.every, "cron": cfg.cron, "timezone": cfg.timezone, "grace": cfg.grace},
+        "severity": cfg.severity.value,
+        "tags": list(cfg.tags),
+        "created_at": _iso(state.created_at),
+        "last_ping": _iso(state.last_ping),
+        "last_success": _iso(state.last_success),
+        "next_due": _iso(due_at(cfg, state)),
+        "last_duration_s": state.last_duration,
+        "consecutive_failures": state.failures,
+        "running": [{"started_at": _iso(r.started_at), "rid": r.rid, "hung": r.hung} for r in state.open_runs],
+        "incident": None if incident is None else {
+            "id": daemon.incident_ids.get((name, incident.seq)),
+            "event": incident.kind.value,
+            "opened_at": _iso(incident.opened_at),
+            "acknowledged": incident.acked,
+        },
+    }
+
+
+@_auth
+async def api_monitors(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response({"monitors": [monitor_json(daemon, n) for n in sorted(daemon.states)]})
+
+
+async def monitor_detail(daemon: "Daemon", name: str, runs: int) -> dict[str, Any]:
+    data = monitor_json(daemon, name)
+    rows = await daemon.store.recent_runs(name, runs)
+    data["runs"] = [{
+        "started_at": _iso_ts(r["started_at"]),
+        "ended_at": _iso_ts(r["ended_at"]),
+        "duration_s": r["duration_s"],
+        "exit_status": r["exit_status"],
+        "rid": r["rid"],
+        "metadata": json.loads(r["metadata"]) if r["metadata"] else None,
+        "output": (r["body"] or b"").decode("utf-8", errors="replace"),
+    } for r in rows]
+    data["pings"] = await daemon.store.ping_count(name)
+    summary = summarize(await daemon.store.recent_durations(name, HISTORY))
+    data["durations"] = summary.to_json() if summary else None
+    return data
+
+
+def _runs_param(request: web.Request) -> int:
+    raw = request.query.get("runs", "20")
+    return min(max(int(raw), 1), 500) if raw.isdigit() else 20
+
+
+@_auth
+async def api_monitor(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.states:
+        return web.json_response({"error": f"unknown monitor '{name[:80]}'"}, status=404)
+    return web.json_response(await monitor_detail(daemon, name, _runs_param(request)))
+
+
+@_auth
+async def page_index(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return pages.index(daemon, [monitor_json(daemon, n) for n in sorted(daemon.states)])
+
+
+@_auth
+async def page_monitor(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.states:
+        raise web.HTTPNotFound(text=f"unknown monitor '{name[:80]}'\n")
+    return pages.monitor_page(await monitor_detail(daemon, name, _runs_param(request)))
+
+
+def _iso_ts(ts: float | None) -> str | None:
+    return None if ts is None else _iso(datetime.fromtimestamp(ts, timezone.utc))
+
+
+def incident_json(daemon: "Daemon", row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "monitor": row["monitor"],
+        "event": row["kind"],
+        "severity": row["severity"],
+        "summary": row["summary"],
+        "opened_at": _iso_ts(row["opened_at"]),
+        "closed_at": _iso_ts(row["closed_at"]),
+        "open": row["closed_at"] is None,
+    }
+
+
+@_auth
+async def api_incidents(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    rows = await daemon.store.incidents(request.query.get("monitor"), request.query.get("open") in ("1", "true"))
+    return web.json_response({"incidents": [incident_json(daemon, r) for r in rows]})
+
+
+@_auth
+async def api_incident(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    raw = request.match_info["id"]
+    row = await daemon.store.incident(int(raw)) if raw.isdigit() else None
+    if row is None:
+        return web.json_response({"error": f"no incident {raw[:20]}"}, status=404)
+    data = incident_json(daemon, row)
+    data["timeline"] = [{"at": _iso_ts(e["at"]), "kind": e["kind"], **json.loads(e["detail"])}
+                        for e in await daemon.store.incident_events(row["id"])]
+    deliveries: dict[int, dict[str, Any]] = {}
+    for d in await daemon.store.deliveries(row["id"]):
+        item = deliveries.setdefault(d["outbox_id"], {
+            "id": d["outbox_id"], "channel": d["channel"], "event": d["event"], "state": d["state"],
+            "created_at": _iso_ts(d["created_at"]), "attempts": []})
+        if d["at"] is not None:
+            item["attempts"].append({"at": _iso_ts(d["at"]), "ok": bool(d["ok"]), "status": d["status"],
+                                     "error": d["error"], "answer": d["answer"],
+                                     "duration_ms": round(d["duration_ms"], 1)})
+    data["deliveries"] = list(deliveries.values())
+    return web.json_response(data)
+
+
+@_auth
+async def api_test_alert(request: web.Request) -> web.Response:
+    """Send a test alert through the channel's real path and report what it answered."""
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.config.channels:
+        return web.json_response({"error": f"unknown channel '{name[:80]}'"}, status=404)
+    channel = daemon.config.channels[name]
+    outbox_id = await daemon.test_alert(name)
+    deadline = asyncio.get_running_loop().time() + channel.group_window + channel.timeout + 10
+    row = await daemon.store.outbox_row(outbox_id)
+    while row is not None and row["state"] == "pending" and row["attempts"] == 0 \
+            and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        row = await daemon.store.outbox_row(outbox_id)
+    attempts = await daemon.store.attempts(outbox_id)
+    last = attempts[-1] if attempts else None
+    body = {
+        "channel": name,
+        "type": channel.type,
+        "delivered": row is not None and row["state"] == "sent",
+        "state": row["state"] if row else None,
+        "status": last["status"] if last else None,
+        "answer": last["answer"] if last else None,
+        "error": last["error"] if last else "no attempt finished in time",
+    }
+    return web.json_response(body, status=200 if body["delivered"] else 502)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/monitors", api_monitors)
+    app.router.add_get("/api/v1/monitors/{name}", api_monitor)
+    app.router.add_get("/api/v1/incidents", api_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", api_incident)
+    app.router.add_post("/api/v1/channels/{name}/test", api_test_alert)
+    app.router.add_get("/", page_index)
+    app.router.add_get("/monitors/{name}", page_monitor)
