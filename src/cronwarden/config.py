@@ -99,6 +99,7 @@ class ChannelConfig:
     smtp_tls: str = "none"
     smtp_username: str | None = None
     smtp_password_env: str | None = None
+    smtp_ca_file: str | None = None
 
     def secret(self, attr: str) -> str | None:
         """The value of the environment variable named by `attr` (e.g. "token_env")."""
@@ -407,6 +408,7 @@ SMTP_KEYS: dict[str, tuple[Converter, str]] = {
     "tls": (_str, "none, starttls or implicit"),
     "username": (_opt_str, "SMTP login"),
     "password_env": (_env_name, "variable holding the SMTP password"),
+    "ca_file": (_str, "CA bundle to verify the server's certificate (default: the system's)"),
 }
 # type -> keys it requires ("a|b": one of them). Defaults differing by type follow.
 CHANNEL_TYPES: dict[str, tuple[str, ...]] = {

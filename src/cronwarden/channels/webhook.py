@@ -1,32 +1,45 @@
 """``type: webhook``: the alert as a JSON POST, signed per Standard Webhooks.
 
 Signing (https://www.standardwebhooks.com/): ``webhook-id`` is the stable
-delivery id, ``webhook-timestamp`` the attempt's epoch seconds, and
-``webhook-signature`` is ``v1,`` + base64(HMAC-SHA256(secret,
-"{id}.{timestamp}.{body}")). A secret written ``whsec_<base64>`` is decoded as
-the spec says; any other value is used as raw bytes.
+delivery id (the same on every retry, so a receiver can drop a repeat),
+``webhook-timestamp`` the attempt's epoch seconds, and ``webhook-signature``
+is ``v1,`` + base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}")). A secret
+written ``whsec_<base64>`` is decoded as the spec says; any other value is
+used as raw bytes. The body is serialised once and those exact bytes are both
+signed and sent.
+
+A digest (``event: "digest"`` with its ``alerts``) goes out as-is. Redirects,
+timeouts and the classification of answers are :func:`.post`'s job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import binascii
 import hashlib
 import hmac
 import json
-import os
 from typing import Any
 
-import aiohttp
-
 from ..config import ChannelConfig
-from . import DeliveryError, SendContext
+from . import DeliveryError, SendContext, post, require
+
+SECRET_PREFIX = "whsec_"
 
 
 def secret_bytes(secret: str) -> bytes:
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret[len("whsec_"):])
-    return secret.encode()
+    """The HMAC key: base64-decoded after ``whsec_`` (padding optional, as in
+    the reference implementation), otherwise the UTF-8 bytes of the value."""
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode()
+    encoded = secret[len(SECRET_PREFIX):]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise ValueError("a whsec_ secret must be followed by non-empty base64")
+    return key
 
 
 def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
@@ -35,24 +48,11 @@ def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            import time
-
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str, ctx: SendContext) -> int:
-    assert channel.url
+    url = channel.target_url()
+    if not url:
+        # url_env names a variable that is not set; like a missing secret, retry.
+        raise DeliveryError(f"channel {channel.name}: no URL (is {channel.url_env or 'url'} set?)")
     body = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = int(ctx.now)
     headers = {
@@ -61,23 +61,12 @@ async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str
         "webhook-id": delivery_id,
         "webhook-timestamp": str(timestamp),
     }
+    secret: str | None = None
     if channel.secret_env:
-        secret = os.environ.get(channel.secret_env)
-        if not secret:
-            raise DeliveryError(f"environment variable {channel.secret_env} (secret_env) is not set",
-                                permanent=False)
-        headers["webhook-signature"] = sign(secret, delivery_id, timestamp, body)
-    try:
-        async with ctx.session.post(channel.url, data=body, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=channel.timeout)) as resp:
-            await resp.read()
-            if 200 <= resp.status < 300:
-                return resp.status
-            transient = resp.status in (408, 425, 429) or resp.status >= 500
-            raise DeliveryError(f"HTTP {resp.status} from {channel.url}", permanent=not transient,
-                                retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
-                                status=resp.status)
-    except asyncio.TimeoutError:
-        raise DeliveryError(f"no answer from {channel.url} within {channel.timeout}s") from None
-    except aiohttp.ClientError as exc:
-        raise DeliveryError(f"cannot reach {channel.url}: {exc}") from None
+        secret = require(channel, "secret_env")
+        try:
+            headers["webhook-signature"] = sign(secret, delivery_id, timestamp, body)
+        except ValueError as exc:
+            # Never echo the value; fixing the variable and restarting lets the retry succeed.
+            raise DeliveryError(f"channel {channel.name}: {channel.secret_env} (secret_env): {exc}") from None
+    return await post(channel, ctx, url, data=body, headers=headers, secrets=[secret])
