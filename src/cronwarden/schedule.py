@@ -10,51 +10,70 @@ Theory of operation
 A five-field cron expression names *wall-clock* minutes in the job's time zone
 (``30 3 * * *`` means "whenever the clock on the wall reads 03:30").  Cron
 matching therefore happens on naive local wall time, exactly like a cron daemon
-does it; only afterwards is each matching wall minute mapped to one instant in
-UTC.  All comparisons ("strictly after") are made on those UTC instants.
+does it; only afterwards is each matching wall minute mapped to the instant in
+UTC at which the job is due.  All comparisons ("strictly after") are made on
+those UTC instants.
+
+The expected fires are those of Debian's cron (Vixie cron, as in cronie),
+which treats two kinds of job differently across a DST transition.  A job is
+a *wildcard* job when the text of its minute field or of its hour field
+starts with ``*`` (``*``, ``*/15``): cron sets its ``MIN_STAR`` / ``HR_STAR``
+flag from that first character alone, whatever values the field allows.
+``@hourly`` is a wildcard job too (it stands for ``0 * * * *``, and cron sets
+``HR_STAR`` for it).  Every other job is a *fixed-time* job: ``30 3 * * *``,
+``0-59 3 * * *``, ``@daily``.  The day, month and weekday fields play no part
+in this.
 
 The mapping from a matching wall time ``W`` in zone ``tz`` to a UTC instant:
 
 * ``W`` exists once (the normal case): its UTC instant.
 * ``W`` does not exist -- it lies in a spring-forward gap, e.g. 03:30 on
-  2026-03-29 in Europe/Riga, where clocks jump from 03:00 to 04:00: the job is
-  due once, at the first real instant after the gap (04:00 local, 01:00 UTC),
-  as Debian's (Vixie) cron catches up a fixed-time job that the jump skipped.
-  Every matching time inside one gap (``*/15 3 * * *`` matches four of them)
-  maps to that same instant, and so does a matching time right at the end of
-  the gap (04:00), so they all count as one single fire.
+  2026-03-29 in Europe/Riga, where clocks jump from 03:00 to 04:00:
+
+  - fixed-time job: due once, at the first real instant after the gap (04:00
+    local, 01:00 UTC), as cron catches up a fixed-time job that the jump
+    skipped.  Every matching time inside one gap (``0,30 3 * * *`` matches two
+    of them) maps to that same instant, and so does a matching time right at
+    the end of the gap (04:00), so they all count as one single fire.  (Cron
+    runs the job once per skipped matching minute, all right after the gap,
+    which a monitor sees as one due time.)
+  - wildcard job: not due at all.  Cron runs wildcard jobs in real time, for
+    the wall minutes the clock actually shows, so ``30 * * * *`` fires at
+    02:30 and 04:30 (not 04:00) that day and ``*/15 3 * * *`` does not fire
+    at all.  A matching time right at the end of the gap (``0 * * * *`` at
+    04:00) exists and fires as usual.
+
 * ``W`` exists twice -- it lies in the repeated period of a fall-back, e.g.
   03:30 on 2026-10-25 in Europe/Riga, where 03:00-04:00 happens first in EEST
   and then again in EET: the job is due once, at the first occurrence
   (``fold=0``, 03:30 EEST = 00:30 UTC).  The second pass through that wall
   hour fires nothing, for every expression: ``0 * * * *`` fires at 03:00 EEST
   (00:00 UTC), not at 03:00 EET (01:00 UTC), and then at 04:00 EET (02:00 UTC).
+  That is cron's rule for fixed-time jobs.  Cron runs wildcard jobs in both
+  passes; expecting the first pass only is deliberate and safe: cron does run
+  the job then, and its runs in the second pass are extra pings, which a
+  monitor accepts.  (Expecting both passes would be correct too, but with
+  ``after`` in a first pass the next fire could then lie at an *earlier* wall
+  time, in the second pass, which takes locating the transition -- only to
+  watch runs that nothing depends on.)
 
 This mapping never runs backwards in time (later wall times never map to
-earlier instants), so "the next fire strictly after ``after``" is simply the
-first matching wall time, walking forward from the wall time of ``after``,
-whose UTC instant is later than ``after``.  Equal instants are one fire, so
+earlier instants; the wildcard rule only leaves some wall times out), so "the
+next fire strictly after ``after``" is simply the first matching wall time,
+walking forward from the wall time of ``after``, that has an instant and
+whose instant is later than ``after``.  Equal instants are one fire, so
 nothing is ever reported twice, and the result is never ``<= after`` -- also
 when ``after`` itself falls in the repeated hour (``fold=1``): the remaining
 wall times of that hour were already due during its first pass, so they are
 skipped and the next fire is the first matching time after the repeated
 period.  Wall times not touched by a DST transition are unaffected.
 
-These are the rules Vixie/Debian cron applies to *fixed-time* jobs (neither
-the minute nor the hour field starts with ``*``; it runs a skipped job once per
-skipped matching minute, all right after the gap, which a monitor sees as one
-due time).  Cron treats *wildcard* jobs (minute or hour field starting with
-``*``) in real time instead: it skips their wall times inside a gap and runs
-them again in the repeated hour.  This module deliberately applies the rules
-above to every expression, so for wildcard jobs:
-
-* in the repeated hour cron runs them more often than expected here (an
-  extra ping, harmless);
-* in a gap, a time expected here at the end of the gap may get no run:
-  ``30 * * * *`` is expected at 04:00 and 04:30 on Riga's spring-forward day
-  but cron runs it at 04:30 only (late by 30 minutes, unless the grace period
-  covers that), and ``*/15 3 * * *`` is expected at 04:00 while cron does not
-  run it that day at all (a false alarm once a year).
+Cron's rules above hold for the transitions found in practice: forward jumps
+of more than 5 minutes and at most 3 hours, backward ones of at most 3 hours
+(Lord Howe's 30-minute shifts included).  Cron treats other clock changes
+differently (it catches up every job after a jump of at most 5 minutes and
+no job after one of more than 3 hours, e.g. Pacific/Apia skipping 2011-12-30);
+this module applies the same rules to them regardless.
 
 Why not let croniter do it
 --------------------------
@@ -88,8 +107,9 @@ _MINUTE = timedelta(minutes=1)
 # restricted to one weekday); this is only a guard against looping forever.
 _SEARCH_YEARS = 200
 # When ``after`` lies in a repeated (fall-back) hour, the wall times left in
-# that hour are skipped one match at a time; a transition never repeats more
-# than a few hours, so a few hundred matches is a generous bound.
+# that hour are skipped one match at a time, and a wildcard job skips each gap
+# it meets in one step; a transition never repeats more than a few hours, so a
+# few hundred matches is a generous bound.
 _MAX_SKIPPED_MATCHES = 1000
 
 _MACROS = {
@@ -144,6 +164,9 @@ class _Spec:
     # Cron's rule: when either day field starts with "*", a day must match
     # both fields; otherwise (both restricted) matching either one suffices.
     days_and: bool
+    # A wildcard job (minute or hour field starts with "*"): its wall times
+    # inside a spring-forward gap are skipped instead of due at the gap end.
+    skips_gaps: bool
 
 
 def validate_cron(expr: str) -> str | None:
@@ -175,10 +198,11 @@ def next_cron_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime:
     `after` must be timezone-aware (any zone).  The result is an aware
     datetime in UTC (``tzinfo=datetime.timezone.utc``), always later than
     `after`.  Nonexistent wall times (spring-forward gap) fire once at the end
-    of the gap; ambiguous wall times (fall-back) fire once, at their first
-    occurrence; see the module docstring.  Raises ``ValueError`` for an
-    invalid expression (with the same reason `validate_cron` gives) or a naive
-    `after`.
+    of the gap for a fixed-time job and not at all for a wildcard job (minute
+    or hour field starting with ``*``); ambiguous wall times (fall-back) fire
+    once, at their first occurrence; see the module docstring.  Raises
+    ``ValueError`` for an invalid expression (with the same reason
+    `validate_cron` gives) or a naive `after`.
     """
     try:
         spec = _parse(expr)
@@ -194,9 +218,15 @@ def next_cron_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime:
     # path, and replace() costs more than the whole match.)
     local = after_utc.astimezone(tz)
     wall = (local.year, local.month, local.day, local.hour, local.minute + 1)
+    skips_gaps = spec.skips_gaps
     for _ in range(_MAX_SKIPPED_MATCHES):
         match = _next_match(spec, *wall)
-        fire = _wall_to_utc(tz, *match)
+        fire = _wall_to_utc(tz, *match, skips_gaps)
+        if fire is None:
+            # A wildcard job's wall time inside a gap: not due.  Go on from
+            # the first wall minute after the gap.
+            wall = _gap_end_wall(tz, *match)
+            continue
         if fire > after_utc:
             return fire
         # Only reached when `after` lies in a repeated hour: this wall time
@@ -259,6 +289,7 @@ def _parse(expr: str) -> _Spec:
         dom_bits=sum(1 << day for day in doms),
         dow_bits=sum(1 << day for day in dows),
         days_and=days_and,
+        skips_gaps=fields[0].startswith("*") or fields[1].startswith("*"),
     )
 
 
@@ -367,10 +398,15 @@ def _next_match(
 # --- wall time to UTC ----------------------------------------------------------
 
 
-def _wall_to_utc(tz: tzinfo, year: int, month: int, day: int, hour: int, minute: int) -> datetime:
-    """The UTC instant at which the given naive wall time in `tz` is due."""
-    # PEP 495: fold=0 applies the offset in force before a transition, fold=1
-    # the one after it; they differ only in a gap or a repeated period.
+def _wall_to_utc(
+    tz: tzinfo, year: int, month: int, day: int, hour: int, minute: int, skips_gaps: bool
+) -> datetime | None:
+    """The UTC instant at which the given naive wall time in `tz` is due.
+
+    None when the wall time lies in a spring-forward gap and `skips_gaps`
+    (a wildcard job); otherwise such a time is due at the end of the gap.
+    """
+    # (The body of _offsets(), inlined: this is the hot path.)
     before = datetime(year, month, day, hour, minute, tzinfo=tz).utcoffset()
     after = datetime(year, month, day, hour, minute, tzinfo=tz, fold=1).utcoffset()
     if before is None or after is None:
@@ -379,7 +415,35 @@ def _wall_to_utc(tz: tzinfo, year: int, month: int, day: int, hour: int, minute:
         # Exists once, or twice (fall-back: the first occurrence is due).
         return datetime(year, month, day, hour, minute, tzinfo=_UTC) - before
     # Spring-forward gap: after > before, and the wall time does not exist.
+    if skips_gaps:
+        return None
     return _gap_end(tz, datetime(year, month, day, hour, minute), before, after)
+
+
+def _offsets(
+    tz: tzinfo, year: int, month: int, day: int, hour: int, minute: int
+) -> tuple[timedelta, timedelta]:
+    """The UTC offsets of a naive wall time with fold=0 and with fold=1."""
+    # PEP 495: fold=0 applies the offset in force before a transition, fold=1
+    # the one after it; they differ only in a gap or a repeated period.
+    before = datetime(year, month, day, hour, minute, tzinfo=tz).utcoffset()
+    after = datetime(year, month, day, hour, minute, tzinfo=tz, fold=1).utcoffset()
+    if before is None or after is None:
+        raise ValueError(f"time zone {tz!r} has no UTC offset")
+    return before, after
+
+
+def _gap_end_wall(
+    tz: tzinfo, year: int, month: int, day: int, hour: int, minute: int
+) -> tuple[int, int, int, int, int]:
+    """The first whole wall minute after the gap that the given wall time lies in."""
+    before, after = _offsets(tz, year, month, day, hour, minute)
+    # Just after the transition the offset is `after`, so that is the wall time
+    # at which the gap ends; a transition off a whole minute (only in old
+    # local mean time changes) rounds up to the next minute.
+    end = _gap_end(tz, datetime(year, month, day, hour, minute), before, after) + after
+    round_up = 1 if end.second or end.microsecond else 0
+    return end.year, end.month, end.day, end.hour, end.minute + round_up
 
 
 @lru_cache(maxsize=1024)
@@ -401,3 +465,4 @@ def _gap_end(tz: tzinfo, wall: datetime, before: timedelta, after: timedelta) ->
         else:
             lo = mid
     return low_utc + timedelta(seconds=hi)
+
