@@ -22,6 +22,7 @@ import importlib
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 from typing import Any, Awaitable, Callable, Iterable
 
 import aiohttp
@@ -69,6 +70,14 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+def _url_secrets(url: str | None) -> list[str]:
+    """A secret URL and the parts a server may echo on their own (path, query)."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    return [url, parts.path, parts.query, parts.path.rsplit("/", 1)[-1]]
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
@@ -97,13 +106,13 @@ async def post(channel: ChannelConfig, ctx: SendContext, url: str, *, json: Any 
                data: bytes | str | None = None, headers: dict[str, str] | None = None,
                secrets: Iterable[str | None] = ()) -> int:
     """POST once; return the 2xx status or raise a classified DeliveryError."""
-    secrets = [*secrets, channel.secret("url_env")]
+    secrets = [*secrets, *_url_secrets(channel.secret("url_env"))]
     shown = redact(url, secrets)
     try:
         async with ctx.session.post(url, json=json, data=data, headers=headers, allow_redirects=False,
                                     timeout=aiohttp.ClientTimeout(total=channel.timeout)) as resp:
-            body = (await resp.content.read(64 * 1024)).decode("utf-8", errors="replace")
-            ctx.answer = redact(f"{resp.status} {body[:MAX_ANSWER]}".strip(), secrets)
+            body = redact((await resp.content.read(64 * 1024)).decode("utf-8", errors="replace"), secrets)
+            ctx.answer = f"{resp.status} {body[:MAX_ANSWER]}".strip()
             if 200 <= resp.status < 300:
                 return resp.status
             if 300 <= resp.status < 400:
@@ -111,7 +120,7 @@ async def post(channel: ChannelConfig, ctx: SendContext, url: str, *, json: Any 
                                     f"{redact(resp.headers.get('Location', '?'), secrets)}; redirects are "
                                     f"not followed: fix the URL", permanent=True, status=resp.status)
             transient = resp.status in TRANSIENT_STATUSES or resp.status >= 500
-            detail = redact(body.strip().replace("\n", " ")[:200], secrets)
+            detail = body.strip().replace("\n", " ")[:200]
             raise DeliveryError(f"HTTP {resp.status} from {shown}{': ' + detail if detail else ''}",
                                 permanent=not transient,
                                 retry_after=retry_after_seconds(resp.headers.get("Retry-After"), ctx.now),

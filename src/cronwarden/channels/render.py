@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 _MENTIONS = re.compile(r"@(everyone|here|channel|all)\b|<!(everyone|here|channel)[^>]*>|<@[!&]?\d+>",
@@ -48,7 +48,50 @@ def cut(text: str, limit: int) -> str:
     """Keep the last `limit` characters (the end of the output is where errors are)."""
     if len(text) <= limit:
         return text
+    if limit < 2:
+        return "…"[:max(0, limit)]
     return "…" + text[-(limit - 1):]
+
+
+def head(text: str, limit: int) -> str:
+    """Keep the first `limit` characters."""
+    return text if len(text) <= limit else text[:max(0, limit - 1)] + "…"
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def utf16_size(text: str) -> int:
+    """Length as Telegram and JavaScript count it."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit(text: str, limit: int, fmt: Callable[[str], str], keep_end: bool = False, *,
+        size: Callable[[str], int] = len) -> str:
+    """`text` shortened (its start kept, or its end for output) so that `fmt(text)`
+    measures at most `limit` by `size` (escaping can make text longer)."""
+    shorten = cut if keep_end else head
+    n = limit
+    out = fmt(shorten(text, n))
+    while size(out) > limit and n > 2:
+        n = max(2, n - (size(out) - limit))
+        out = fmt(shorten(text, n))
+    return out
+
+
+def fit_lines(lines: list[str], limit: int, *, size: Callable[[str], int] = len) -> str:
+    """As many lines as fit in `limit`, then how many were left out."""
+    if sum(size(line) + 1 for line in lines) <= limit + 1:
+        return "\n".join(lines)
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        if used + size(line) + 1 > limit - 40:
+            break
+        kept.append(line)
+        used += size(line) + 1
+    return "\n".join([*kept, f"… and {len(lines) - len(kept)} more"])
 
 
 def title(payload: dict[str, Any]) -> str:
