@@ -18,8 +18,8 @@ from cronwarden.monitor import (
     effective_status,
     new_state,
     next_deadline,
-    step,
 )
+from cronwarden.transitions import step
 from cronwarden.rules import parse_rule
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

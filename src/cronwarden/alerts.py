@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from . import store as sql
 from .config import Config, MonitorConfig
@@ -61,9 +61,12 @@ def channels_for(cfg: MonitorConfig, alert: Alert) -> list[str]:
 
 
 def build_payload(config: Config, cfg: MonitorConfig, alert: Alert, incident_id: int | None,
-                  decision: Decision, output: str, suppressed: list[str] | None = None) -> dict[str, Any]:
+                  decision: Decision, output: str, suppressed: list[str] | None = None,
+                  ack_url: Callable[[int], str] | None = None) -> dict[str, Any]:
     base = config.server.base_url.rstrip("/")
     links = {"dashboard": f"{base}/monitors/{cfg.name}"}
+    if ack_url is not None and incident_id is not None and alert.kind is not AlertKind.RECOVERED:
+        links["ack"] = ack_url(incident_id)
     if cfg.runbook:
         links["runbook"] = cfg.runbook
     state = decision.state
@@ -91,7 +94,7 @@ def build_payload(config: Config, cfg: MonitorConfig, alert: Alert, incident_id:
 
 def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Decision,
                  incident_ids: dict[tuple[str, int], int], output: str, now: datetime,
-                 suppressed: list[str] | None = None) -> Outcome:
+                 suppressed: list[str] | None = None, ack_url: Callable[[int], str] | None = None) -> Outcome:
     """Statements for `decision`'s alerts. `suppressed`: monitors that depend on this
     one and are down meanwhile; their alerts were not sent, so this one lists them."""
     out = Outcome()
@@ -108,7 +111,7 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
             incident_id = incident_ids[key]
             if alert.closes:
                 out.statements.append(sql.close_incident(incident_id, at))
-        payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed)
+        payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed, ack_url)
         if incident_id is not None:
             kind = "reminder" if alert.reminder else alert.kind.value
             out.statements.append(sql.insert_incident_event(
@@ -124,4 +127,9 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
             out.statements.append(sql.insert_outbox(
                 store.next_id("outbox"), channel, cfg.name, incident_id, alert.kind.value, payload, at))
             out.channels.add(channel)
+    for note in decision.notes:
+        key = (cfg.name, note.incident_seq) if note.incident_seq is not None else None
+        if key is not None and key in incident_ids:
+            out.statements.append(sql.insert_incident_event(
+                store.next_id("incident_events"), incident_ids[key], at, note.kind, note.detail))
     return out

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import pages
+from . import pages, postmortem
 from .monitor import _iso, due_at, effective_status
 from .stats import HISTORY, summarize
 
@@ -56,6 +56,10 @@ def monitor_json(daemon: "Daemon", name: str) -> dict[str, Any]:
             "event": incident.kind.value,
             "opened_at": _iso(incident.opened_at),
             "acknowledged": incident.acked,
+            "held_for_maintenance": incident.held,
+        },
+        "paused": None if not state.paused else {
+            "until": _iso(state.paused_until), "reason": state.pause_reason,
         },
     }
 
@@ -69,7 +73,15 @@ async def api_monitors(request: web.Request) -> web.Response:
 async def monitor_detail(daemon: "Daemon", name: str, runs: int) -> dict[str, Any]:
     data = monitor_json(daemon, name)
     rows = await daemon.store.recent_runs(name, runs)
-    data["runs"] = [{
+    data["runs"] = [run_json(r) for r in rows]
+    data["pings"] = await daemon.store.ping_count(name)
+    summary = summarize(await daemon.store.recent_durations(name, HISTORY))
+    data["durations"] = summary.to_json() if summary else None
+    return data
+
+
+def run_json(r: Any) -> dict[str, Any]:
+    return {
         "started_at": _iso_ts(r["started_at"]),
         "ended_at": _iso_ts(r["ended_at"]),
         "duration_s": r["duration_s"],
@@ -77,11 +89,7 @@ async def monitor_detail(daemon: "Daemon", name: str, runs: int) -> dict[str, An
         "rid": r["rid"],
         "metadata": json.loads(r["metadata"]) if r["metadata"] else None,
         "output": (r["body"] or b"").decode("utf-8", errors="replace"),
-    } for r in rows]
-    data["pings"] = await daemon.store.ping_count(name)
-    summary = summarize(await daemon.store.recent_durations(name, HISTORY))
-    data["durations"] = summary.to_json() if summary else None
-    return data
+    }
 
 
 def _runs_param(request: web.Request) -> int:
@@ -110,7 +118,11 @@ async def page_monitor(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in daemon.states:
         raise web.HTTPNotFound(text=f"unknown monitor '{name[:80]}'\n")
-    return pages.monitor_page(await monitor_detail(daemon, name, _runs_param(request)))
+    data = await monitor_detail(daemon, name, _runs_param(request))
+    incident = data.get("incident")
+    if incident and incident.get("id") and not incident["acknowledged"]:
+        data["ack_link"] = daemon.ack_url(incident["id"])
+    return pages.monitor_page(data)
 
 
 def _iso_ts(ts: float | None) -> str | None:
@@ -137,13 +149,7 @@ async def api_incidents(request: web.Request) -> web.Response:
     return web.json_response({"incidents": [incident_json(daemon, r) for r in rows]})
 
 
-@_auth
-async def api_incident(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    raw = request.match_info["id"]
-    row = await daemon.store.incident(int(raw)) if raw.isdigit() else None
-    if row is None:
-        return web.json_response({"error": f"no incident {raw[:20]}"}, status=404)
+async def incident_detail(daemon: "Daemon", row: Any) -> dict[str, Any]:
     data = incident_json(daemon, row)
     data["timeline"] = [{"at": _iso_ts(e["at"]), "kind": e["kind"], **json.loads(e["detail"])}
                         for e in await daemon.store.incident_events(row["id"])]
@@ -157,7 +163,34 @@ async def api_incident(request: web.Request) -> web.Response:
                                      "error": d["error"], "answer": d["answer"],
                                      "duration_ms": round(d["duration_ms"], 1)})
     data["deliveries"] = list(deliveries.values())
-    return web.json_response(data)
+    return data
+
+
+async def _incident_row(request: web.Request) -> Any:
+    raw = request.match_info["id"]
+    row = await request.app[DAEMON].store.incident(int(raw)) if raw.isdigit() else None
+    if row is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": f"no incident {raw[:20]}"}),
+                               content_type="application/json")
+    return row
+
+
+@_auth
+async def api_incident(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response(await incident_detail(daemon, await _incident_row(request)))
+
+
+@_auth
+async def api_postmortem(request: web.Request) -> web.Response:
+    """The incident's post-mortem draft as Markdown."""
+    daemon = request.app[DAEMON]
+    row = await _incident_row(request)
+    detail = await incident_detail(daemon, row)
+    end = row["closed_at"] or daemon.clock.time()
+    runs = await daemon.store.runs_between(row["monitor"], row["opened_at"] - 7 * 86400, end + 3600, 40)
+    text = postmortem.render(detail, [run_json(r) for r in runs], daemon.dependents.get(row["monitor"], []))
+    return web.Response(text=text, content_type="text/markdown")
 
 
 @_auth
@@ -194,6 +227,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/monitors/{name}", api_monitor)
     app.router.add_get("/api/v1/incidents", api_incidents)
     app.router.add_get("/api/v1/incidents/{id}", api_incident)
+    app.router.add_get("/api/v1/incidents/{id}/postmortem", api_postmortem)
     app.router.add_post("/api/v1/channels/{name}/test", api_test_alert)
     app.router.add_get("/", page_index)
     app.router.add_get("/monitors/{name}", page_monitor)

@@ -1,4 +1,5 @@
-"""Command line: ``cronwarden serve | check | status | test-alert`` (``python -m cronwarden`` is the same)."""
+"""Command line: ``cronwarden serve | check | status | test-alert | ack | note | resolve | pause |
+resume | incidents | postmortem`` (``python -m cronwarden`` is the same)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,23 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     return status.test_alert(config, args.channel, args.url)
 
 
+def cmd_incident_op(args: argparse.Namespace) -> int:
+    from . import commands
+
+    config = None
+    if os.path.exists(args.config) or args.config != DEFAULT_CONFIG:
+        config = _load(args.config)
+        if config is None:
+            return 2
+    return commands.run(args.command, config, args.url, args)
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
+    parser.add_argument("--url", help="daemon URL (default: from the config's listen, or $CRONWARDEN_URL)")
+    parser.set_defaults(func=cmd_incident_op)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cronwarden", description="Monitor cron jobs and background jobs.")
     parser.add_argument("--version", action="version", version=f"cronwarden {__version__}")
@@ -113,6 +131,34 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="YAML file (default %(default)s)")
     test.add_argument("--url", help="daemon URL (default: from the config's listen, or $CRONWARDEN_URL)")
     test.set_defaults(func=cmd_test_alert)
+
+    ack = sub.add_parser("ack", help="acknowledge an incident (by id, or a monitor's open one)")
+    ack.add_argument("target", help="incident id or monitor name")
+    ack.add_argument("--note", help="a note for the timeline")
+    _client_options(ack)
+    note = sub.add_parser("note", help="add a note to an incident's timeline")
+    note.add_argument("target", help="incident id or monitor name")
+    note.add_argument("text", nargs="+")
+    _client_options(note)
+    resolve = sub.add_parser("resolve", help="close an incident by hand")
+    resolve.add_argument("target", help="incident id or monitor name")
+    resolve.add_argument("--note", help="a note for the timeline")
+    _client_options(resolve)
+    pause = sub.add_parser("pause", help="pause a monitor: it raises nothing until resumed or --for ends")
+    pause.add_argument("name")
+    pause.add_argument("--for", help="how long, e.g. 2h (default: until resumed)")
+    pause.add_argument("--reason")
+    _client_options(pause)
+    resume = sub.add_parser("resume", help="resume a paused monitor")
+    resume.add_argument("name")
+    _client_options(resume)
+    incidents = sub.add_parser("incidents", help="list incidents")
+    incidents.add_argument("name", nargs="?", help="only this monitor's")
+    incidents.add_argument("--open", action="store_true", help="only open ones")
+    _client_options(incidents)
+    pm = sub.add_parser("postmortem", help="print a post-mortem draft (Markdown) for an incident")
+    pm.add_argument("target", help="incident id or monitor name")
+    _client_options(pm)
     return parser
 
 

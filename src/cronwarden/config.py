@@ -150,11 +150,34 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    """Alerts of the matching monitors are held while a window is open."""
+
+    cron: str  # when a window opens
+    duration: int  # seconds it stays open
+    timezone: str = "UTC"
+    monitors: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def applies_to(self, monitor: "MonitorConfig") -> bool:
+        return monitor.name in self.monitors or any(tag in self.tags for tag in monitor.tags)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     server: ServerConfig
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     monitors: dict[str, MonitorConfig] = field(default_factory=dict)
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+
+    def windows_by_monitor(self) -> dict[str, list[MaintenanceWindow]]:
+        out: dict[str, list[MaintenanceWindow]] = {}
+        for window in self.maintenance:
+            for monitor in self.monitors.values():
+                if window.applies_to(monitor):
+                    out.setdefault(monitor.name, []).append(window)
+        return out
 
     def monitor_by_key(self) -> dict[str, str]:
         return {m.key.lower(): m.name for m in self.monitors.values() if m.key}
@@ -427,7 +450,14 @@ CHANNEL_TYPES: dict[str, tuple[str, ...]] = {
 }
 # PagerDuty deduplicates by incident itself, and a command gets one alert per run.
 NO_DIGEST_TYPES = ("pagerduty", "command")
-TOP_KEYS = ("server", "defaults", "channels", "routes", "monitors")
+MAINTENANCE_KEYS: dict[str, tuple[Converter, str]] = {
+    "cron": (_cron, "when the window opens (five-field cron)"),
+    "duration": (_positive_duration, "how long it stays open"),
+    "timezone": (_timezone, "zone the cron is read in (default UTC)"),
+    "monitors": (_str_list, "monitors it covers, by name"),
+    "tags": (_str_list, "monitors it covers, by tag"),
+}
+TOP_KEYS = ("server", "defaults", "channels", "routes", "monitors", "maintenance")
 
 
 def _mapping(node: yaml.Node, ctx: _Ctx, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
@@ -560,7 +590,34 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
                 keys_seen[monitor.key] = monitor.name
             monitors[monitor.name] = monitor
         _check_depends(monitors_node, monitors, ctx)
-    return Config(path=path, server=server, channels=channels, monitors=monitors)
+    maintenance = _build_maintenance(sections.get("maintenance"), monitors, ctx)
+    return Config(path=path, server=server, channels=channels, monitors=monitors, maintenance=maintenance)
+
+
+def _build_maintenance(node: yaml.Node | None, monitors: dict[str, MonitorConfig],
+                       ctx: _Ctx) -> tuple[MaintenanceWindow, ...]:
+    if node is None:
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        ctx.problem(node, "maintenance must be a list of windows like "
+                          "[{monitors: [backup], cron: '0 3 * * 0', duration: 2h}]")
+        return ()
+    windows = []
+    for item in node.value:
+        values = _read_section(item, ctx, "a maintenance window", MAINTENANCE_KEYS)
+        missing = [k for k in ("cron", "duration") if k not in values]
+        if missing or not ("monitors" in values or "tags" in values):
+            need = ", ".join(f"'{k}'" for k in missing) or "'monitors' or 'tags'"
+            ctx.problem(item, f"a maintenance window needs {need}")
+            continue
+        for name in values.get("monitors", ((),))[0]:
+            if name not in monitors:
+                ctx.problem(values["monitors"][1], f"maintenance window names unknown monitor '{name}'")
+        windows.append(MaintenanceWindow(
+            cron=values["cron"][0], duration=values["duration"][0],
+            timezone=values.get("timezone", ("UTC",))[0],
+            monitors=values.get("monitors", ((),))[0], tags=values.get("tags", ((),))[0]))
+    return tuple(windows)
 
 
 def _build_server(node: yaml.Node | None, ctx: _Ctx, path: Path) -> ServerConfig:
@@ -677,4 +734,5 @@ def all_documented_keys() -> dict[str, list[str]]:
         "channels": list(CHANNEL_KEYS) + [f"smtp.{k}" for k in SMTP_KEYS],
         "monitors": list(MONITOR_KEYS) + [f"escalate.{k}" for k in ESCALATION_KEYS],
         "routes": list(ROUTE_KEYS),
+        "maintenance": list(MAINTENANCE_KEYS),
     }

@@ -30,7 +30,7 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import alerts, monitor, retention, stats
+from . import acklinks, alerts, maintenance, monitor, retention, stats, transitions
 from . import store as sql
 from .channels import sender_for
 from .config import Config, ConfigError, MonitorConfig, load_config
@@ -70,6 +70,8 @@ class Daemon:
         self.states: dict[str, MonitorState] = {}
         self.by_key: dict[str, str] = config.monitor_by_key()
         self.dependents = config.dependents()
+        self.windows = config.windows_by_monitor()
+        self.ack_secret = b""
         self.incident_ids: dict[tuple[str, int], int] = {}
         self.history: dict[str, deque[float]] = {}  # recent successful run durations, oldest first
         self.wheel = TimerWheel()
@@ -93,6 +95,7 @@ class Daemon:
         await self.store.open()
         try:
             self.session = aiohttp.ClientSession()
+            self.ack_secret = await self.store.secret("ack_links", acklinks.new_secret)
             await self._recover()
             self._timer_task = asyncio.create_task(self._timer_loop(), name="cronwarden-timer")
             self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
@@ -236,6 +239,7 @@ class Daemon:
         self.config = new
         self.by_key = new.monitor_by_key()
         self.dependents = new.dependents()
+        self.windows = new.windows_by_monitor()
         await self.store.write(statements)
         for name in self.states:
             self._schedule(name)
@@ -261,15 +265,15 @@ class Daemon:
         """Step the monitor and build every statement of the change; memory is updated."""
         cfg = self.config.monitors[name]
         history = tuple(self.history.get(name, ()))
-        decision = monitor.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg),
-                                history=history)
+        decision = transitions.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg),
+                                    history=history, maintenance_until=self._maintenance(name, now))
         run = decision.run
         if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
             self.history[name].append(run.duration_s)
         output = alerts.tail(body)
         suppressed = [d for d in self.dependents.get(name, ()) if (st := self.states.get(d)) and st.incident]
         outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now,
-                                      suppressed)
+                                      suppressed, self.ack_url)
         state = decision.state
         statements = outcome.statements
         ping_id = None
@@ -318,6 +322,15 @@ class Daemon:
         self.stats.pings += 1
         await self.commit([outcome])
 
+    async def act(self, name: str, event: Event) -> Decision:
+        """Apply a person's action (ack, resolve, pause, resume) to `name` and commit it.
+        Raises monitor.IllegalEvent, with the state unchanged, when it does not apply."""
+        if name not in self.states:
+            raise UnknownMonitor(name)
+        decision, outcome = self.plan(name, event, self.clock.now())
+        await self.commit([outcome])
+        return decision
+
     async def _load_history(self, name: str) -> None:
         """Recent durations, read once per monitor on its first run end after start-up."""
         durations = await self.store.recent_durations(name, stats.HISTORY)
@@ -337,8 +350,18 @@ class Daemon:
 
     # ------------------------------------------------------------ timer
 
+    def _maintenance(self, name: str, now: datetime) -> datetime | None:
+        windows = self.windows.get(name)
+        return maintenance.maintenance_until(windows, now) if windows else None
+
     def _deadline(self, name: str) -> datetime | None:
-        return monitor.next_deadline(self.config.monitors[name], self.states[name])
+        state = self.states[name]
+        held = state.incident is not None and state.incident.held
+        until = self._maintenance(name, self.clock.now()) if held else None
+        return monitor.next_deadline(self.config.monitors[name], state, until)
+
+    def ack_url(self, incident_id: int) -> str:
+        return acklinks.url(self.config.server.base_url, self.ack_secret, incident_id)
 
     def _schedule(self, name: str) -> None:
         deadline = self._deadline(name)

@@ -6,11 +6,11 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import api
+from . import actions, api
 from .api import DAEMON
 from .monitor import PingKind
 from .store import StoreError
@@ -165,4 +165,5 @@ def build_app(daemon: "Daemon") -> web.Application:
         app.router.add_route(method, "/ping/{tail:.*}", handle_ping)
     app.router.add_get("/healthz", healthz)
     api.add_routes(app)
+    actions.add_routes(app)
     return app

@@ -36,14 +36,13 @@ sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any, Sequence
+from typing import Any
 
-from . import schedule, stats
+from . import schedule
 from .config import MonitorConfig
-from .units import format_duration
 
 MAX_OPEN_RUNS = 8
 
@@ -94,7 +93,36 @@ class Tick:
     """A deadline passed: re-evaluate time-based conditions."""
 
 
-Event = Ping | Tick
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Someone acknowledged the open incident: reminders and escalation stop."""
+
+    by: str
+    via: str  # "cli", "api", "link", "dashboard"
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Someone closed the open incident by hand."""
+
+    by: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    until: datetime | None  # None: until resumed
+    reason: str | None = None
+    by: str = "cli"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    by: str = "cli"
+
+
+Event = Ping | Tick | Ack | Resolve | Pause | Resume
 
 # ---------------------------------------------------------------- state
 
@@ -115,6 +143,7 @@ class Incident:
     last_notified_at: datetime | None = None
     acked: bool = False
     escalated: int = 0  # escalation steps sent so far
+    held: bool = False  # opened inside a maintenance window: announced when it ends, if still open
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +158,10 @@ class MonitorState:
     incident: Incident | None = None
     incident_count: int = 0
     last_duration: float | None = None
+    paused: bool = False
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
+    clock_from: datetime | None = None  # resume / manual resolve restart the "missed" clock here
 
     def to_json(self) -> dict[str, Any]:
         def ts(value: datetime | None) -> float | None:
@@ -144,9 +177,14 @@ class MonitorState:
             "successes": self.successes,
             "open_runs": [[ts(r.started_at), r.rid, r.hung] for r in self.open_runs],
             "incident": None if inc is None else [inc.seq, inc.kind.value, ts(inc.opened_at), inc.notified,
-                                                  ts(inc.last_notified_at), inc.acked, inc.escalated],
+                                                  ts(inc.last_notified_at), inc.acked, inc.escalated,
+                                                  inc.held],
             "incident_count": self.incident_count,
             "last_duration": self.last_duration,
+            "paused": self.paused,
+            "paused_until": ts(self.paused_until),
+            "pause_reason": self.pause_reason,
+            "clock_from": ts(self.clock_from),
         }
 
     @classmethod
@@ -165,10 +203,14 @@ class MonitorState:
             open_runs=tuple(OpenRun(dt(s), rid, bool(h)) for s, rid, h in data.get("open_runs", ())),  # type: ignore[arg-type]
             incident=None if inc is None else Incident(
                 inc[0], AlertKind(inc[1]), dt(inc[2]), bool(inc[3]), dt(inc[4]), bool(inc[5]),  # type: ignore[arg-type]
-                int(inc[6]) if len(inc) > 6 else 0,
+                int(inc[6]) if len(inc) > 6 else 0, bool(inc[7]) if len(inc) > 7 else False,
             ),
             incident_count=int(data.get("incident_count", 0)),
             last_duration=data.get("last_duration"),
+            paused=bool(data.get("paused", False)),
+            paused_until=dt(data.get("paused_until")),
+            pause_reason=data.get("pause_reason"),
+            clock_from=dt(data.get("clock_from")),
         )
 
 
@@ -211,10 +253,20 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class Note:
+    """A timeline entry that is not an alert: acknowledged, paused, resumed, ..."""
+
+    kind: str
+    incident_seq: int | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     state: MonitorState
     alerts: tuple[Alert, ...] = ()
     run: RunInfo | None = None  # a run that ended with this event
+    notes: tuple[Note, ...] = ()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -231,6 +283,8 @@ def new_state(now: datetime) -> MonitorState:
 def due_at(cfg: MonitorConfig, state: MonitorState) -> datetime:
     """When the next run should have ended (before grace)."""
     base = state.last_end or state.created_at
+    if state.clock_from is not None and state.clock_from > base:
+        base = state.clock_from
     if cfg.every is not None:
         return schedule.next_every(base, cfg.every)
     assert cfg.cron is not None
@@ -252,10 +306,16 @@ def _forget_after(cfg: MonitorConfig, run: OpenRun) -> datetime:
     return run.started_at + timedelta(seconds=2 * period + cfg.grace)
 
 
-def next_deadline(cfg: MonitorConfig, state: MonitorState) -> datetime | None:
+def next_deadline(cfg: MonitorConfig, state: MonitorState,
+                  maintenance_until: datetime | None = None) -> datetime | None:
     """The earliest moment a Tick could change this monitor; None when no Tick can
-    (an open incident with no reminder, escalation or run left to watch)."""
+    (an open incident with no reminder, escalation or run left to watch).
+    `maintenance_until`: the end of the maintenance window the monitor is in."""
+    if state.paused:
+        return state.paused_until
     candidates: list[datetime] = []
+    if state.incident is not None and state.incident.held:
+        candidates.append(maintenance_until or state.incident.opened_at)
     if state.incident is None:
         candidates.append(missed_deadline(cfg, state))
     elif state.incident.notified and not state.incident.acked:
@@ -279,6 +339,8 @@ def next_deadline(cfg: MonitorConfig, state: MonitorState) -> datetime | None:
 
 
 def effective_status(cfg: MonitorConfig, state: MonitorState, now: datetime) -> Status:
+    if state.paused:
+        return Status.PAUSED
     if state.incident is not None:
         return Status.DOWN
     if any(not r.hung for r in state.open_runs):
@@ -289,260 +351,9 @@ def effective_status(cfg: MonitorConfig, state: MonitorState, now: datetime) -> 
     return Status.NEW if state.last_ping is None else Status.UP
 
 
-# ---------------------------------------------------------------- transitions
-
-
-def step(
-    cfg: MonitorConfig,
-    state: MonitorState,
-    event: Event,
-    now: datetime,
-    *,
-    silenced: bool = False,
-    history: Sequence[float] = (),
-) -> Decision:
-    """Apply `event` at `now`; pure. Raises IllegalEvent for events it cannot take.
-
-    `silenced`: a dependency is down, so alerts are recorded, not sent.
-    `history`: durations of recent runs, oldest first, for the automatic `slow`."""
-    if now.tzinfo is None:
-        raise IllegalEvent("now must be timezone-aware")
-    builder = _Builder(cfg, state, now, silenced, history)
-    if isinstance(event, Tick):
-        builder.on_tick()
-    elif isinstance(event, Ping):
-        builder.state = replace(builder.state, last_ping=now)
-        builder.forget_stale_runs()
-        if event.kind is PingKind.START:
-            builder.on_start(event)
-        elif event.kind is PingKind.SUCCESS:
-            builder.on_end(event, ok=True)
-        elif event.kind is PingKind.FAIL:
-            builder.on_end(event, ok=False)
-        elif event.kind is not PingKind.LOG:
-            raise IllegalEvent(f"unknown ping kind {event.kind!r}")
-    else:
-        raise IllegalEvent(f"unknown event {event!r}")
-    return Decision(builder.state, tuple(builder.alerts), builder.run)
-
-
-class _Builder:
-    """Accumulates one step's changes; each handler is one transition."""
-
-    def __init__(self, cfg: MonitorConfig, state: MonitorState, now: datetime, silenced: bool,
-                 history: Sequence[float]) -> None:
-        self.cfg, self.state, self.now, self.silenced, self.history = cfg, state, now, silenced, history
-        self.alerts: list[Alert] = []
-        self.run: RunInfo | None = None
-
-    # -- conditions
-
-    def raise_condition(self, kind: AlertKind, summary: str, run: RunInfo | None = None,
-                        expected_at: datetime | None = None) -> None:
-        """Open an incident with `kind`, or record it in the one already open."""
-        st = self.state
-        if st.incident is not None:
-            self.alerts.append(Alert(kind, self.now, summary, st.incident.seq, notify=False,
-                                     run=run, expected_at=expected_at))
-            return
-        seq = st.incident_count + 1
-        notify = not self.silenced
-        incident = Incident(seq, kind, self.now, notify, self.now if notify else None)
-        self.state = replace(st, incident=incident, incident_count=seq)
-        self.alerts.append(Alert(kind, self.now, summary, seq, notify=notify, opens=True,
-                                 run=run, expected_at=expected_at))
-
-    def recover(self, run: RunInfo) -> None:
-        incident = self.state.incident
-        if incident is None:
-            return
-        self.state = replace(self.state, incident=None, successes=0)
-        self.alerts.append(Alert(
-            AlertKind.RECOVERED, self.now,
-            f"{self.cfg.name} recovered: succeeded after {incident.kind.value} "
-            f"(down for {format_duration((self.now - incident.opened_at).total_seconds())})",
-            incident.seq, notify=incident.notified and not self.silenced, closes=True, run=run,
-            escalated=incident.escalated,
-        ))
-
-    # -- pings
-
-    def forget_stale_runs(self) -> None:
-        if self.cfg.max_runtime is None and self.state.open_runs:
-            keep = tuple(r for r in self.state.open_runs if _forget_after(self.cfg, r) > self.now)
-            if len(keep) != len(self.state.open_runs):
-                self.state = replace(self.state, open_runs=keep)
-
-    def on_start(self, ping: Ping) -> None:
-        runs = self.state.open_runs
-        if ping.rid is not None and any(r.rid == ping.rid for r in runs):
-            return  # a repeated start of the same run
-        live = [r for r in runs if not r.hung]
-        runs = (runs + (OpenRun(self.now, ping.rid),))[-MAX_OPEN_RUNS:]
-        self.state = replace(self.state, open_runs=runs)
-        if live:
-            earlier = live[-1]
-            self.raise_condition(
-                AlertKind.OVERLAP,
-                f"{self.cfg.name} started again while the run started at {_iso(earlier.started_at)} "
-                f"is still going ({format_duration((self.now - earlier.started_at).total_seconds())} so far)",
-                run=RunInfo(earlier.started_at, None, None, None, None, earlier.rid),
-            )
-
-    def take_run(self, rid: str | None) -> OpenRun | None:
-        """Remove and return the run this end ping closes: by rid, else the latest."""
-        runs = self.state.open_runs
-        if not runs:
-            return None
-        if rid is not None:
-            match = next((r for r in reversed(runs) if r.rid == rid), None)
-            if match is None:
-                return None
-            rest = tuple(r for r in runs if r is not match)
-        else:
-            match = runs[-1]
-            # Hung runs older than the one that just ended are evidently gone.
-            rest = tuple(r for r in runs[:-1] if not r.hung)
-        self.state = replace(self.state, open_runs=rest)
-        return match
-
-    def on_end(self, ping: Ping, ok: bool) -> None:
-        cfg, now = self.cfg, self.now
-        started = self.take_run(ping.rid)
-        duration = (now - started.started_at).total_seconds() if started else None
-        exit_status = ping.exit_status if ping.exit_status is not None else (0 if ok else None)
-        run = RunInfo(started.started_at if started else None, now, duration, exit_status,
-                      ping.metadata, ping.rid)
-        self.run = run
-        self.state = replace(self.state, last_end=now,
-                             last_duration=duration if duration is not None else self.state.last_duration)
-        if not ok:
-            failures = self.state.failures + 1
-            self.state = replace(self.state, failures=failures, successes=0)
-            if failures >= cfg.alert_after or self.state.incident is not None:
-                status = f"exit status {exit_status}" if exit_status is not None else "a fail ping"
-                streak = f" ({failures} failures in a row)" if failures > 1 else ""
-                self.raise_condition(AlertKind.FAILED, f"{cfg.name} failed with {status}{streak}", run)
-            return
-        self.state = replace(self.state, failures=0, last_success=now)
-        self.check_slow(run)
-        matched = [rule.text for rule in cfg.rules if ping.metadata and rule.matches(ping.metadata)]
-        if matched:
-            self.state = replace(self.state, successes=0)
-            self.raise_condition(AlertKind.RULE,
-                                 f"{cfg.name} succeeded but matched rule {matched[0]!r}", run)
-            return
-        if self.state.incident is not None:
-            successes = self.state.successes + 1
-            self.state = replace(self.state, successes=successes)
-            if successes < cfg.recover_after:
-                return  # a flapping job must prove itself before "recovered"
-        self.recover(run)
-
-    def check_slow(self, run: RunInfo) -> None:
-        """`slow_after`, or without it 2 x the p95 of recent runs (10 runs at least)."""
-        cfg, duration = self.cfg, run.duration_s
-        if duration is None:
-            return
-        if cfg.slow_after is not None:
-            limit: float | None = cfg.slow_after
-            why = f"slow_after {format_duration(cfg.slow_after)}"
-        else:
-            limit = stats.slow_threshold(self.history)
-            why = f"twice the p95 of the last {min(len(self.history), stats.HISTORY)} runs"
-        if limit is None or duration <= limit:
-            return
-        incident = self.state.incident
-        self.alerts.append(Alert(
-            AlertKind.SLOW, self.now,
-            f"{cfg.name} took {format_duration(duration)}, longer than {why} ({format_duration(limit)})",
-            incident.seq if incident else None,
-            notify=not self.silenced and incident is None, run=run,
-        ))
-
-    # -- time
-
-    def check_silence(self) -> None:
-        """max_silence: a running job that has said nothing for that long is hung."""
-        cfg, now, st = self.cfg, self.now, self.state
-        live = [r for r in st.open_runs if not r.hung]
-        if cfg.max_silence is None or not live:
-            return
-        heard = max(st.last_ping or live[-1].started_at, live[-1].started_at)
-        if heard + timedelta(seconds=cfg.max_silence) > now:
-            return
-        runs = tuple(replace(r, hung=True) if r in live else r for r in st.open_runs)
-        self.state = replace(st, open_runs=runs)
-        run = live[-1]
-        self.raise_condition(
-            AlertKind.HUNG,
-            f"{cfg.name} is running but has been silent for {format_duration((now - heard).total_seconds())}, "
-            f"past max_silence {format_duration(cfg.max_silence)}",
-            RunInfo(run.started_at, None, (now - run.started_at).total_seconds(), None, None, run.rid),
-            expected_at=heard + timedelta(seconds=cfg.max_silence),
-        )
-
-    def on_tick(self) -> None:
-        cfg, now = self.cfg, self.now
-        self.forget_stale_runs()
-        if cfg.max_runtime is not None:
-            limit = timedelta(seconds=cfg.max_runtime)
-            for run in self.state.open_runs:
-                if not run.hung and run.started_at + limit <= now:
-                    runs = tuple(replace(r, hung=True) if r is run else r for r in self.state.open_runs)
-                    self.state = replace(self.state, open_runs=runs)
-                    self.raise_condition(
-                        AlertKind.HUNG,
-                        f"{cfg.name} has been running for "
-                        f"{format_duration((now - run.started_at).total_seconds())}, "
-                        f"past max_runtime {format_duration(cfg.max_runtime)}",
-                        RunInfo(run.started_at, None, (now - run.started_at).total_seconds(),
-                                None, None, run.rid),
-                        expected_at=run.started_at + limit,
-                    )
-        self.check_silence()
-        if self.state.incident is None:
-            due = due_at(cfg, self.state)
-            if due + timedelta(seconds=cfg.grace) <= now:
-                last = self.state.last_success
-                since = f"last success {_iso(last)}" if last else "never pinged"
-                self.raise_condition(
-                    AlertKind.MISSED,
-                    f"{cfg.name} did not run: expected by {_iso(due)} ({since})",
-                    expected_at=due,
-                )
-        self.check_escalation()
-        incident = self.state.incident
-        if incident is not None and incident.notified and not incident.acked and cfg.repeat > 0:
-            last = incident.last_notified_at or incident.opened_at
-            if last + timedelta(seconds=cfg.repeat) <= now and not any(a.opens for a in self.alerts):
-                self.state = replace(self.state, incident=replace(incident, last_notified_at=now))
-                self.alerts.append(Alert(
-                    incident.kind, now,
-                    f"Still down: {cfg.name} {incident.kind.value} since {_iso(incident.opened_at)}",
-                    incident.seq, notify=not self.silenced, reminder=True, escalated=incident.escalated,
-                ))
-
-    def check_escalation(self) -> None:
-        """Send each `escalate` step whose time has come while the incident is unacknowledged."""
-        cfg, now = self.cfg, self.now
-        incident = self.state.incident
-        while (incident is not None and incident.notified and not incident.acked
-               and incident.escalated < len(cfg.escalate)
-               and incident.opened_at + timedelta(seconds=cfg.escalate[incident.escalated].after) <= now):
-            step_no = incident.escalated + 1
-            incident = replace(incident, escalated=step_no)
-            self.state = replace(self.state, incident=incident)
-            self.alerts.append(Alert(
-                incident.kind, now,
-                f"Escalated: {cfg.name} {incident.kind.value} unacknowledged for "
-                f"{format_duration((now - incident.opened_at).total_seconds())}",
-                incident.seq, notify=not self.silenced, escalation=step_no,
-            ))
-
-
 __all__ = [
+    "Ack", "Note", "Pause", "Resolve", "Resume",
     "Alert", "AlertKind", "Decision", "Event", "IllegalEvent", "Incident", "MonitorState", "OpenRun",
     "Ping", "PingKind", "RunInfo", "Status", "Tick", "due_at", "effective_status", "missed_deadline",
-    "new_state", "next_deadline", "step",
+    "new_state", "next_deadline",
 ]

@@ -34,13 +34,18 @@ def daemon_url(config: Config | None, override: str | None) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{config.server.port}"
 
 
-def fetch(url: str, path: str, token: str | None, method: str = "GET", ok_statuses: tuple[int, ...] = ()) -> Any:
-    request = urllib.request.Request(url + path, method=method)
+def fetch(url: str, path: str, token: str | None, method: str = "GET", ok_statuses: tuple[int, ...] = (),
+          body: dict[str, Any] | None = None, raw: bool = False) -> Any:
+    """One API call; JSON back (or text with `raw`); StatusError with the API's reason."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, method=method, data=data)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return json.load(resp)
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.read().decode() if raw else json.load(resp)
     except urllib.error.HTTPError as exc:
         if exc.code in ok_statuses:
             return json.load(exc)

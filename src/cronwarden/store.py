@@ -26,7 +26,7 @@ import json
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import aiosqlite
 
@@ -34,7 +34,7 @@ log = logging.getLogger("cronwarden.store")
 
 Statement = tuple[str, Sequence[Any]]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE monitors (
@@ -114,6 +114,10 @@ MIGRATIONS: dict[int, str] = {
     2: """
     ALTER TABLE delivery_attempts ADD COLUMN answer TEXT;
     CREATE INDEX outbox_by_incident ON outbox (incident_id, id);
+    """,
+    3: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE INDEX incidents_by_monitor ON incidents (monitor, id);
     """,
 }
 
@@ -391,6 +395,17 @@ class Store:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def secret(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """A value kept in the meta table, created with `make` the first time."""
+        row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        if row is not None:
+            return bytes(row["value"])
+        value = make()
+        await self.write([("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))])
+        row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        assert row is not None
+        return bytes(row["value"])
+
     async def load_monitors(self) -> dict[str, tuple[dict[str, Any], float | None]]:
         """name -> (state, removed_at) for every monitor ever seen."""
         rows = await self.fetchall("SELECT name, state, removed_at FROM monitors")
@@ -453,6 +468,13 @@ class Store:
 
     async def incident(self, incident_id: int) -> sqlite3.Row | None:
         return await self.fetchone("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+
+    async def runs_between(self, monitor: str, start: float, end: float, limit: int = 50) -> list[sqlite3.Row]:
+        """Runs of `monitor` that ended between `start` and `end`, with their output."""
+        return await self.fetchall(
+            "SELECT r.*, p.body FROM runs r LEFT JOIN pings p ON p.id = r.ping_id"
+            " WHERE r.monitor = ? AND r.ended_at BETWEEN ? AND ? ORDER BY r.id DESC LIMIT ?",
+            (monitor, start, end, limit))
 
     async def incident_events(self, incident_id: int) -> list[sqlite3.Row]:
         return await self.fetchall("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id", (incident_id,))

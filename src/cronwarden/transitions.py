@@ -1,0 +1,358 @@
+"""Transitions of the monitor state machine: :func:`step` and its handlers.
+
+See :mod:`cronwarden.monitor` for the theory of operation, the states and the
+events. Every handler is one transition; an event the state cannot take
+raises :class:`IllegalEvent` and leaves the state as it was (``step`` builds
+a new state and only returns it on success).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from . import stats
+from .config import MonitorConfig
+from .monitor import (
+    MAX_OPEN_RUNS, Ack, Alert, AlertKind, Decision, Event, IllegalEvent, Incident, MonitorState, Note,
+    OpenRun, Pause, Ping, PingKind, Resolve, Resume, RunInfo, Tick, _forget_after, _iso, due_at,
+)
+from .units import format_duration
+
+
+def step(
+    cfg: MonitorConfig,
+    state: MonitorState,
+    event: Event,
+    now: datetime,
+    *,
+    silenced: bool = False,
+    history: Sequence[float] = (),
+    maintenance_until: datetime | None = None,
+) -> Decision:
+    """Apply `event` at `now`; pure. Raises IllegalEvent for events it cannot take.
+
+    `silenced`: a dependency is down, so alerts are recorded, not sent.
+    `history`: durations of recent runs, oldest first, for the automatic `slow`.
+    `maintenance_until`: the monitor is in a maintenance window ending then;
+    incidents that open meanwhile are held and announced at its end if still open."""
+    if now.tzinfo is None:
+        raise IllegalEvent("now must be timezone-aware")
+    builder = _Builder(cfg, state, now, silenced, history, maintenance_until)
+    if isinstance(event, Tick):
+        builder.on_tick()
+    elif isinstance(event, Ack):
+        builder.on_ack(event)
+    elif isinstance(event, Resolve):
+        builder.on_resolve(event)
+    elif isinstance(event, Pause):
+        builder.on_pause(event)
+    elif isinstance(event, Resume):
+        builder.on_resume(event.by)
+    elif isinstance(event, Ping):
+        builder.state = replace(builder.state, last_ping=now)
+        builder.forget_stale_runs()
+        if event.kind is PingKind.START:
+            builder.on_start(event)
+        elif event.kind is PingKind.SUCCESS:
+            builder.on_end(event, ok=True)
+        elif event.kind is PingKind.FAIL:
+            builder.on_end(event, ok=False)
+        elif event.kind is not PingKind.LOG:
+            raise IllegalEvent(f"unknown ping kind {event.kind!r}")
+    else:
+        raise IllegalEvent(f"unknown event {event!r}")
+    alerts = builder.alerts
+    if maintenance_until is not None:
+        # Inside a maintenance window only good news goes out; the rest is recorded.
+        alerts = [a if a.kind is AlertKind.RECOVERED else replace(a, notify=False) for a in alerts]
+    return Decision(builder.state, tuple(alerts), builder.run, tuple(builder.notes))
+
+
+class _Builder:
+    """Accumulates one step's changes; each handler is one transition."""
+
+    def __init__(self, cfg: MonitorConfig, state: MonitorState, now: datetime, silenced: bool,
+                 history: Sequence[float], maintenance_until: datetime | None) -> None:
+        self.cfg, self.state, self.now, self.silenced, self.history = cfg, state, now, silenced, history
+        self.maintenance_until = maintenance_until
+        self.alerts: list[Alert] = []
+        self.notes: list[Note] = []
+        self.run: RunInfo | None = None
+
+    # -- conditions
+
+    def raise_condition(self, kind: AlertKind, summary: str, run: RunInfo | None = None,
+                        expected_at: datetime | None = None) -> None:
+        """Open an incident with `kind`, or record it in the one already open.
+        A paused monitor raises nothing."""
+        st = self.state
+        if st.paused:
+            return
+        if st.incident is not None:
+            self.alerts.append(Alert(kind, self.now, summary, st.incident.seq, notify=False,
+                                     run=run, expected_at=expected_at))
+            return
+        seq = st.incident_count + 1
+        held = self.maintenance_until is not None and not self.silenced
+        notify = not self.silenced and not held
+        incident = Incident(seq, kind, self.now, notify, self.now if notify else None, held=held)
+        self.state = replace(st, incident=incident, incident_count=seq)
+        self.alerts.append(Alert(kind, self.now, summary, seq, notify=notify, opens=True,
+                                 run=run, expected_at=expected_at))
+
+    def recover(self, run: RunInfo) -> None:
+        incident = self.state.incident
+        if incident is None:
+            return
+        self.state = replace(self.state, incident=None, successes=0)
+        self.alerts.append(Alert(
+            AlertKind.RECOVERED, self.now,
+            f"{self.cfg.name} recovered: succeeded after {incident.kind.value} "
+            f"(down for {format_duration((self.now - incident.opened_at).total_seconds())})",
+            incident.seq, notify=incident.notified and not self.silenced, closes=True, run=run,
+            escalated=incident.escalated,
+        ))
+
+    # -- pings
+
+    def forget_stale_runs(self) -> None:
+        if self.cfg.max_runtime is None and self.state.open_runs:
+            keep = tuple(r for r in self.state.open_runs if _forget_after(self.cfg, r) > self.now)
+            if len(keep) != len(self.state.open_runs):
+                self.state = replace(self.state, open_runs=keep)
+
+    def on_start(self, ping: Ping) -> None:
+        runs = self.state.open_runs
+        if ping.rid is not None and any(r.rid == ping.rid for r in runs):
+            return  # a repeated start of the same run
+        live = [r for r in runs if not r.hung]
+        runs = (runs + (OpenRun(self.now, ping.rid),))[-MAX_OPEN_RUNS:]
+        self.state = replace(self.state, open_runs=runs)
+        if live:
+            earlier = live[-1]
+            self.raise_condition(
+                AlertKind.OVERLAP,
+                f"{self.cfg.name} started again while the run started at {_iso(earlier.started_at)} "
+                f"is still going ({format_duration((self.now - earlier.started_at).total_seconds())} so far)",
+                run=RunInfo(earlier.started_at, None, None, None, None, earlier.rid),
+            )
+
+    def take_run(self, rid: str | None) -> OpenRun | None:
+        """Remove and return the run this end ping closes: by rid, else the latest."""
+        runs = self.state.open_runs
+        if not runs:
+            return None
+        if rid is not None:
+            match = next((r for r in reversed(runs) if r.rid == rid), None)
+            if match is None:
+                return None
+            rest = tuple(r for r in runs if r is not match)
+        else:
+            match = runs[-1]
+            # Hung runs older than the one that just ended are evidently gone.
+            rest = tuple(r for r in runs[:-1] if not r.hung)
+        self.state = replace(self.state, open_runs=rest)
+        return match
+
+    def on_end(self, ping: Ping, ok: bool) -> None:
+        cfg, now = self.cfg, self.now
+        started = self.take_run(ping.rid)
+        duration = (now - started.started_at).total_seconds() if started else None
+        exit_status = ping.exit_status if ping.exit_status is not None else (0 if ok else None)
+        run = RunInfo(started.started_at if started else None, now, duration, exit_status,
+                      ping.metadata, ping.rid)
+        self.run = run
+        self.state = replace(self.state, last_end=now,
+                             last_duration=duration if duration is not None else self.state.last_duration)
+        if not ok:
+            failures = self.state.failures + 1
+            self.state = replace(self.state, failures=failures, successes=0)
+            if failures >= cfg.alert_after or self.state.incident is not None:
+                status = f"exit status {exit_status}" if exit_status is not None else "a fail ping"
+                streak = f" ({failures} failures in a row)" if failures > 1 else ""
+                self.raise_condition(AlertKind.FAILED, f"{cfg.name} failed with {status}{streak}", run)
+            return
+        self.state = replace(self.state, failures=0, last_success=now)
+        self.check_slow(run)
+        matched = [rule.text for rule in cfg.rules if ping.metadata and rule.matches(ping.metadata)]
+        if matched:
+            self.state = replace(self.state, successes=0)
+            self.raise_condition(AlertKind.RULE,
+                                 f"{cfg.name} succeeded but matched rule {matched[0]!r}", run)
+            return
+        if self.state.incident is not None:
+            successes = self.state.successes + 1
+            self.state = replace(self.state, successes=successes)
+            if successes < cfg.recover_after:
+                return  # a flapping job must prove itself before "recovered"
+        self.recover(run)
+
+    def check_slow(self, run: RunInfo) -> None:
+        """`slow_after`, or without it 2 x the p95 of recent runs (10 runs at least)."""
+        cfg, duration = self.cfg, run.duration_s
+        if duration is None:
+            return
+        if cfg.slow_after is not None:
+            limit: float | None = cfg.slow_after
+            why = f"slow_after {format_duration(cfg.slow_after)}"
+        else:
+            limit = stats.slow_threshold(self.history)
+            why = f"twice the p95 of the last {min(len(self.history), stats.HISTORY)} runs"
+        if limit is None or duration <= limit:
+            return
+        incident = self.state.incident
+        self.alerts.append(Alert(
+            AlertKind.SLOW, self.now,
+            f"{cfg.name} took {format_duration(duration)}, longer than {why} ({format_duration(limit)})",
+            incident.seq if incident else None,
+            notify=not self.silenced and incident is None and self.maintenance_until is None
+            and not self.state.paused, run=run,
+        ))
+
+    # -- time
+
+    def check_silence(self) -> None:
+        """max_silence: a running job that has said nothing for that long is hung."""
+        cfg, now, st = self.cfg, self.now, self.state
+        live = [r for r in st.open_runs if not r.hung]
+        if cfg.max_silence is None or not live:
+            return
+        heard = max(st.last_ping or live[-1].started_at, live[-1].started_at)
+        if heard + timedelta(seconds=cfg.max_silence) > now:
+            return
+        runs = tuple(replace(r, hung=True) if r in live else r for r in st.open_runs)
+        self.state = replace(st, open_runs=runs)
+        run = live[-1]
+        self.raise_condition(
+            AlertKind.HUNG,
+            f"{cfg.name} is running but has been silent for {format_duration((now - heard).total_seconds())}, "
+            f"past max_silence {format_duration(cfg.max_silence)}",
+            RunInfo(run.started_at, None, (now - run.started_at).total_seconds(), None, None, run.rid),
+            expected_at=heard + timedelta(seconds=cfg.max_silence),
+        )
+
+    def on_tick(self) -> None:
+        cfg, now = self.cfg, self.now
+        if self.state.paused:
+            if self.state.paused_until is not None and self.state.paused_until <= now:
+                self.on_resume("timer")  # the pause expired on its own
+            return
+        self.forget_stale_runs()
+        self.release_held()
+        if cfg.max_runtime is not None:
+            limit = timedelta(seconds=cfg.max_runtime)
+            for run in self.state.open_runs:
+                if not run.hung and run.started_at + limit <= now:
+                    runs = tuple(replace(r, hung=True) if r is run else r for r in self.state.open_runs)
+                    self.state = replace(self.state, open_runs=runs)
+                    self.raise_condition(
+                        AlertKind.HUNG,
+                        f"{cfg.name} has been running for "
+                        f"{format_duration((now - run.started_at).total_seconds())}, "
+                        f"past max_runtime {format_duration(cfg.max_runtime)}",
+                        RunInfo(run.started_at, None, (now - run.started_at).total_seconds(),
+                                None, None, run.rid),
+                        expected_at=run.started_at + limit,
+                    )
+        self.check_silence()
+        if self.state.incident is None:
+            due = due_at(cfg, self.state)
+            if due + timedelta(seconds=cfg.grace) <= now:
+                last = self.state.last_success
+                since = f"last success {_iso(last)}" if last else "never pinged"
+                self.raise_condition(
+                    AlertKind.MISSED,
+                    f"{cfg.name} did not run: expected by {_iso(due)} ({since})",
+                    expected_at=due,
+                )
+        self.check_escalation()
+        incident = self.state.incident
+        if incident is not None and incident.notified and not incident.acked and cfg.repeat > 0:
+            last = incident.last_notified_at or incident.opened_at
+            if last + timedelta(seconds=cfg.repeat) <= now and not any(a.opens for a in self.alerts):
+                self.state = replace(self.state, incident=replace(incident, last_notified_at=now))
+                self.alerts.append(Alert(
+                    incident.kind, now,
+                    f"Still down: {cfg.name} {incident.kind.value} since {_iso(incident.opened_at)}",
+                    incident.seq, notify=not self.silenced, reminder=True, escalated=incident.escalated,
+                ))
+
+    def release_held(self) -> None:
+        """An incident that opened during maintenance and is still open when the window
+        ends is announced now."""
+        incident = self.state.incident
+        if incident is None or not incident.held or self.maintenance_until is not None:
+            return
+        notify = not self.silenced
+        self.state = replace(self.state, incident=replace(
+            incident, held=False, notified=notify, last_notified_at=self.now if notify else None))
+        self.alerts.append(Alert(
+            incident.kind, self.now,
+            f"{self.cfg.name} is still {incident.kind.value} after its maintenance window "
+            f"(since {_iso(incident.opened_at)})",
+            incident.seq, notify=notify, expected_at=incident.opened_at,
+        ))
+
+    # -- people
+
+    def note(self, kind: str, **detail: object) -> None:
+        incident = self.state.incident
+        self.notes.append(Note(kind, incident.seq if incident else None,
+                               {k: v for k, v in detail.items() if v is not None}))
+
+    def on_ack(self, ack: Ack) -> None:
+        incident = self.state.incident
+        if incident is None:
+            raise IllegalEvent(f"{self.cfg.name} has no open incident to acknowledge")
+        if incident.acked:
+            raise IllegalEvent(f"incident of {self.cfg.name} is already acknowledged")
+        self.state = replace(self.state, incident=replace(incident, acked=True))
+        self.note("acknowledged", by=ack.by, via=ack.via, note=ack.note)
+
+    def on_resolve(self, resolve: Resolve) -> None:
+        incident = self.state.incident
+        if incident is None:
+            raise IllegalEvent(f"{self.cfg.name} has no open incident to resolve")
+        self.note("resolved", by=resolve.by, note=resolve.note)
+        self.state = replace(self.state, incident=None, successes=0, failures=0, clock_from=self.now)
+        self.alerts.append(Alert(
+            AlertKind.RECOVERED, self.now,
+            f"{self.cfg.name} incident resolved by hand by {resolve.by}"
+            + (f": {resolve.note}" if resolve.note else ""),
+            incident.seq, notify=incident.notified, closes=True, escalated=incident.escalated,
+        ))
+
+    def on_pause(self, pause: Pause) -> None:
+        if pause.until is not None and pause.until <= self.now:
+            raise IllegalEvent("a pause must end in the future")
+        self.state = replace(self.state, paused=True, paused_until=pause.until, pause_reason=pause.reason)
+        self.note("paused", by=pause.by, until=_iso(pause.until), reason=pause.reason)
+
+    def on_resume(self, by: str) -> None:
+        if not self.state.paused:
+            raise IllegalEvent(f"{self.cfg.name} is not paused")
+        # The missed clock restarts: a job paused for a week is not overdue at once.
+        self.state = replace(self.state, paused=False, paused_until=None, pause_reason=None,
+                             clock_from=self.now)
+        self.note("resumed", by=by)
+
+    def check_escalation(self) -> None:
+        """Send each `escalate` step whose time has come while the incident is unacknowledged."""
+        cfg, now = self.cfg, self.now
+        incident = self.state.incident
+        while (incident is not None and incident.notified and not incident.acked
+               and incident.escalated < len(cfg.escalate)
+               and incident.opened_at + timedelta(seconds=cfg.escalate[incident.escalated].after) <= now):
+            step_no = incident.escalated + 1
+            incident = replace(incident, escalated=step_no)
+            self.state = replace(self.state, incident=incident)
+            self.alerts.append(Alert(
+                incident.kind, now,
+                f"Escalated: {cfg.name} {incident.kind.value} unacknowledged for "
+                f"{format_duration((now - incident.opened_at).total_seconds())}",
+                incident.seq, notify=not self.silenced, escalation=step_no,
+            ))
+
+
