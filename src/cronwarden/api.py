@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import pages, postmortem
+from . import postmortem
 from .monitor import _iso, due_at, effective_status
 from .stats import HISTORY, summarize
 
@@ -20,14 +20,25 @@ if TYPE_CHECKING:
 DAEMON: web.AppKey["Daemon"] = web.AppKey("daemon")
 
 
+def authorized(request: web.Request) -> bool:
+    """No token configured, or the bearer header or the dashboard's cookie carries it
+    (compared in constant time)."""
+    token = request.app[DAEMON].config.server.api_token()
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    cookie = request.cookies.get("cronwarden_token", "")
+    return (hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+            | hmac.compare_digest(cookie.encode(), token.encode()))
+
+
 def _auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        token = request.app[DAEMON].config.server.api_token()
-        if token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                         headers={"WWW-Authenticate": "Bearer"})
+        if not authorized(request):
+            if not request.path.startswith("/api/"):
+                raise web.HTTPSeeOther("/login")  # a person at the dashboard
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     return wrapped
@@ -104,25 +115,6 @@ async def api_monitor(request: web.Request) -> web.Response:
     if name not in daemon.states:
         return web.json_response({"error": f"unknown monitor '{name[:80]}'"}, status=404)
     return web.json_response(await monitor_detail(daemon, name, _runs_param(request)))
-
-
-@_auth
-async def page_index(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return pages.index(daemon, [monitor_json(daemon, n) for n in sorted(daemon.states)])
-
-
-@_auth
-async def page_monitor(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    name = request.match_info["name"]
-    if name not in daemon.states:
-        raise web.HTTPNotFound(text=f"unknown monitor '{name[:80]}'\n")
-    data = await monitor_detail(daemon, name, _runs_param(request))
-    incident = data.get("incident")
-    if incident and incident.get("id") and not incident["acknowledged"]:
-        data["ack_link"] = daemon.ack_url(incident["id"])
-    return pages.monitor_page(data)
 
 
 def _iso_ts(ts: float | None) -> str | None:
@@ -229,5 +221,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/incidents/{id}", api_incident)
     app.router.add_get("/api/v1/incidents/{id}/postmortem", api_postmortem)
     app.router.add_post("/api/v1/channels/{name}/test", api_test_alert)
-    app.router.add_get("/", page_index)
-    app.router.add_get("/monitors/{name}", page_monitor)

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -73,7 +73,9 @@ class Daemon:
         self.windows = config.windows_by_monitor()
         self.ack_secret = b""
         self.incident_ids: dict[tuple[str, int], int] = {}
-        self.history: dict[str, deque[float]] = {}  # recent successful run durations, oldest first
+        self.history: dict[str, deque[float]] = {}
+        # per monitor: [pings, alerts] since start, for /metrics
+        self.counters: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # recent successful run durations, oldest first
         self.wheel = TimerWheel()
         self.stats = Stats()
         self.workers: dict[str, tuple[ChannelWorker, asyncio.Task[None]]] = {}
@@ -276,6 +278,9 @@ class Daemon:
                                       suppressed, self.ack_url)
         state = decision.state
         statements = outcome.statements
+        if outcome.alerts:
+            self.counters[name][1] += outcome.alerts
+            self.stats.alerts += outcome.alerts
         ping_id = None
         if ping_row is not None:
             ping_id = self.store.next_id("pings")
@@ -301,12 +306,10 @@ class Daemon:
                 from .channels.log import format_line
 
                 log.warning("%s (no channel configured)", format_line(payload))
-            self.stats.alerts += len(outcome.logged)
             for channel in outcome.channels:
                 worker = self.workers.get(channel)
                 if worker:
                     worker[0].wake.set()
-                self.stats.alerts += 1
 
     async def ping(self, name: str, kind: monitor.PingKind, *, exit_status: int | None = None,
                    rid: str | None = None, metadata: dict | None = None, body: bytes | None = None,
@@ -320,6 +323,7 @@ class Daemon:
         event = Ping(kind, rid=rid, exit_status=exit_status, metadata=metadata)
         _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
         self.stats.pings += 1
+        self.counters[name][0] += 1
         await self.commit([outcome])
 
     async def act(self, name: str, event: Event) -> Decision:

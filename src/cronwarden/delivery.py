@@ -67,7 +67,8 @@ class ChannelWorker:
         self.clock = clock
         self.rng = rng or random.Random()
         self.wake = asyncio.Event()
-        self.failures = 0
+        self.failures = 0  # in a row (reset by a success)
+        self.failures_total = 0  # attempts that failed, for /metrics
         self.window_until = 0.0  # end of the current burst window (epoch seconds)
         self._limit = asyncio.Semaphore(channel.concurrency)
 
@@ -131,6 +132,7 @@ class ChannelWorker:
             return sql.record_attempt(self.store.next_id("delivery_attempts"), row["id"], at, True, status,
                                       None, answer, duration_ms, "sent", None)
         self.failures += 1
+        self.failures_total += 1
         status = error.status if error.status is not None else status
         age = at - row["created_at"]
         if error.permanent or age >= self.channel.give_up_after:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import actions, api
+from . import actions, api, badges, dashboard, metrics, openapi
 from .api import DAEMON
 from .monitor import PingKind
 from .store import StoreError
@@ -166,4 +166,8 @@ def build_app(daemon: "Daemon") -> web.Application:
     app.router.add_get("/healthz", healthz)
     api.add_routes(app)
     actions.add_routes(app)
+    dashboard.add_routes(app)
+    badges.add_routes(app)
+    openapi.add_routes(app)
+    metrics.add_routes(app, daemon)
     return app
