@@ -61,6 +61,8 @@ class ServerConfig:
     retention_runs: int = 1000
     retention_days: int = 90
     ping_key: str | None = None
+    heartbeat_url: str | None = None
+    heartbeat_every: int = 60
 
     @property
     def is_loopback(self) -> bool:
@@ -370,6 +372,8 @@ SERVER_KEYS: dict[str, tuple[Converter, str]] = {
     "max_body": (_size, "largest ping body kept; longer bodies keep their tail"),
     "retention": (None, "how much run history to keep: {runs: N, days: N}"),  # type: ignore[dict-item]
     "ping_key": (_str, "server-wide key enabling /ping/<ping_key>/NAME URLs"),
+    "heartbeat_url": (_str, "URL pinged every heartbeat_every while the daemon is healthy"),
+    "heartbeat_every": (_positive_duration, "how often heartbeat_url is pinged (default 1m)"),
 }
 RETENTION_KEYS: dict[str, tuple[Converter, str]] = {
     "runs": (_int(1), "runs kept per monitor"),
@@ -627,7 +631,7 @@ def _build_server(node: yaml.Node | None, ctx: _Ctx, path: Path) -> ServerConfig
     kwargs: dict[str, Any] = {}
     if "listen" in values:
         kwargs["host"], kwargs["port"] = values["listen"][0]
-    for key in ("base_url", "api_token_env", "max_body", "ping_key"):
+    for key in ("base_url", "api_token_env", "max_body", "ping_key", "heartbeat_url", "heartbeat_every"):
         if key in values:
             kwargs[key] = values[key][0]
     database = Path(values["database"][0]) if "database" in values else Path("cronwarden.db")

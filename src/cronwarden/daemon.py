@@ -30,7 +30,7 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import acklinks, alerts, maintenance, monitor, retention, stats, transitions
+from . import acklinks, alerts, health, maintenance, monitor, retention, stats, transitions
 from . import store as sql
 from .channels import sender_for
 from .config import Config, ConfigError, MonitorConfig, load_config
@@ -84,6 +84,7 @@ class Daemon:
         self.bound: tuple[str, int] | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._rearm = asyncio.Event()
         self._sleep_until = 0.0
         self._stopping = asyncio.Event()
@@ -101,6 +102,7 @@ class Daemon:
             await self._recover()
             self._timer_task = asyncio.create_task(self._timer_loop(), name="cronwarden-timer")
             self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
+            self._heartbeat_task = asyncio.create_task(health.heartbeat_loop(self), name="cronwarden-heartbeat")
             self._sync_workers()
             from .http import build_app
 
@@ -128,11 +130,11 @@ class Daemon:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        for task in (self._timer_task, self._retention_task):
+        for task in (self._timer_task, self._retention_task, self._heartbeat_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._timer_task = self._retention_task = None
+        self._timer_task = self._retention_task = self._heartbeat_task = None
         for name in list(self.workers):
             await self._stop_worker(name)
         if self.session is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import actions, api, badges, dashboard, metrics, openapi
+from . import actions, api, badges, dashboard, health, metrics, openapi
 from .api import DAEMON
 from .monitor import PingKind
 from .store import StoreError
@@ -122,26 +122,8 @@ async def handle_ping(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    stats = daemon.stats
-    try:
-        backlog = await daemon.store.outbox_backlog()
-        db_ok = daemon.store.last_error is None
-    except Exception as exc:  # the read connection failing is itself the news
-        backlog, db_ok = -1, False
-        daemon.store.last_error = str(exc)
-    healthy = db_ok
-    body = {
-        "status": "ok" if healthy else "degraded",
-        "database": "ok" if db_ok else f"error: {daemon.store.last_error}",
-        "monitors": len(daemon.states),
-        "outbox_backlog": backlog,
-        "wheel_lateness_s": round(stats.last_lateness, 3),
-        "wheel_max_lateness_s": round(stats.max_lateness, 3),
-        "pings": stats.pings,
-        "alerts": stats.alerts,
-    }
-    return web.json_response(body, status=200 if healthy else 503)
+    body = await health.report(request.app[DAEMON])
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 
 @web.middleware

@@ -494,6 +494,10 @@ class Store:
     async def attempts(self, outbox_id: int) -> list[sqlite3.Row]:
         return await self.fetchall("SELECT * FROM delivery_attempts WHERE outbox_id = ? ORDER BY id", (outbox_id,))
 
+    async def oldest_pending_outbox(self) -> float | None:
+        row = await self.fetchone("SELECT MIN(created_at) AS t FROM outbox WHERE state = 'pending'")
+        return None if row is None or row["t"] is None else float(row["t"])
+
     async def outbox_backlog(self) -> int:
         row = await self.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")
         return int(row["n"]) if row else 0
