@@ -63,6 +63,8 @@ class ServerConfig:
     ping_key: str | None = None
     heartbeat_url: str | None = None
     heartbeat_every: int = 60
+    rate_limit: int = 20
+    rate_burst: int = 200
 
     @property
     def is_loopback(self) -> bool:
@@ -215,7 +217,11 @@ class _Ctx:
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise ValueError(f"expected a single value, found a {_kind(node)}")
-        return self.loader.construct_object(node)
+        try:
+            return self.loader.construct_object(node)
+        except yaml.YAMLError as exc:  # an unknown tag, a bad timestamp, ...
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ValueError(" ".join(str(problem).split())) from None
 
 
 def _kind(node: yaml.Node) -> str:
@@ -374,6 +380,8 @@ SERVER_KEYS: dict[str, tuple[Converter, str]] = {
     "ping_key": (_str, "server-wide key enabling /ping/<ping_key>/NAME URLs"),
     "heartbeat_url": (_str, "URL pinged every heartbeat_every while the daemon is healthy"),
     "heartbeat_every": (_positive_duration, "how often heartbeat_url is pinged (default 1m)"),
+    "rate_limit": (_int(0), "pings per second allowed per non-loopback client (0 = no limit)"),
+    "rate_burst": (_int(1), "pings a non-loopback client may send at once before rate_limit applies"),
 }
 RETENTION_KEYS: dict[str, tuple[Converter, str]] = {
     "runs": (_int(1), "runs kept per monitor"),
@@ -466,8 +474,12 @@ TOP_KEYS = ("server", "defaults", "channels", "routes", "monitors", "maintenance
 
 def _mapping(node: yaml.Node, ctx: _Ctx, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
     """Key/value node pairs of a mapping, reporting duplicates and non-string keys."""
-    if isinstance(node, yaml.ScalarNode) and ctx.scalar(node) is None:
-        return []
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            if ctx.scalar(node) is None:
+                return []
+        except ValueError:
+            pass
     if not isinstance(node, yaml.MappingNode):
         ctx.problem(node, f"{what} must be a mapping, found a {_kind(node)}")
         return []
@@ -529,9 +541,15 @@ def parse_config(text: str, path: Path) -> Config:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ConfigError([f"{label}:{line}:{col}: YAML syntax error: {exc.problem or exc}"]) from None
+        what = " ".join(str(exc.problem or exc).split())
+        raise ConfigError([f"{label}:{line}:{col}: YAML syntax error: {what}"]) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[:exc.position]
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        raise ConfigError([f"{label}:{line}:{col}: the file contains a character YAML does not allow "
+                           f"({exc.character!r}); save it as plain UTF-8 text"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{label}:1:1: YAML error: {exc}"]) from None
+        raise ConfigError([f"{label}:1:1: YAML error: {' '.join(str(exc).split())}"]) from None
     finally:
         loader.dispose()
     ctx = _Ctx(label, loader)
@@ -542,8 +560,13 @@ def parse_config(text: str, path: Path) -> Config:
         config = None
     if ctx.problems or config is None:
         ctx.problems.sort()
-        raise ConfigError([f"{label}:{line}:{col}: {msg}" for line, col, msg in ctx.problems])
+        raise ConfigError([f"{label}:{line}:{col}: {_one_line(msg)}" for line, col, msg in ctx.problems])
     return config
+
+
+def _one_line(message: str) -> str:
+    """Problems print one per line: control characters from the file are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
@@ -631,7 +654,8 @@ def _build_server(node: yaml.Node | None, ctx: _Ctx, path: Path) -> ServerConfig
     kwargs: dict[str, Any] = {}
     if "listen" in values:
         kwargs["host"], kwargs["port"] = values["listen"][0]
-    for key in ("base_url", "api_token_env", "max_body", "ping_key", "heartbeat_url", "heartbeat_every"):
+    for key in ("base_url", "api_token_env", "max_body", "ping_key", "heartbeat_url", "heartbeat_every",
+                "rate_limit", "rate_burst"):
         if key in values:
             kwargs[key] = values[key][0]
     database = Path(values["database"][0]) if "database" in values else Path("cronwarden.db")

@@ -36,6 +36,7 @@ from .channels import sender_for
 from .config import Config, ConfigError, MonitorConfig, load_config
 from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Ping, Tick
+from .ratelimit import RateLimiter
 from .store import Statement, Store
 from .wheel import Clock, TimerWheel
 
@@ -72,6 +73,7 @@ class Daemon:
         self.dependents = config.dependents()
         self.windows = config.windows_by_monitor()
         self.ack_secret = b""
+        self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_burst)
         self.incident_ids: dict[tuple[str, int], int] = {}
         self.history: dict[str, deque[float]] = {}
         # per monitor: [pings, alerts] since start, for /metrics
@@ -244,6 +246,7 @@ class Daemon:
         self.by_key = new.monitor_by_key()
         self.dependents = new.dependents()
         self.windows = new.windows_by_monitor()
+        self.limiter = RateLimiter(new.server.rate_limit, new.server.rate_burst)
         await self.store.write(statements)
         for name in self.states:
             self._schedule(name)

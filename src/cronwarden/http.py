@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,7 +58,7 @@ def parse_ping_path(tail: str, ping_key: str | None) -> PingTarget:
     parts = tail.split("/")
     if parts and parts[-1] == "" and len(parts) > 1:
         parts.pop()  # tolerate one trailing slash
-    if ping_key is not None and len(parts) >= 2 and hmac.compare_digest(parts[0], ping_key):
+    if ping_key is not None and len(parts) >= 2 and hmac.compare_digest(parts[0].encode(), ping_key.encode()):
         parts = parts[1:]
     if not parts or parts[0] == "":
         raise PingPathError("missing monitor name: use /ping/NAME")
@@ -89,6 +90,12 @@ def _text(status: int, message: str) -> web.Response:
 async def handle_ping(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     server = daemon.config.server
+    limiter = daemon.limiter
+    if not limiter.allow(request.remote, time.monotonic()):
+        wait = limiter.retry_after(request.remote or "")
+        return web.Response(status=429, text=f"too many pings from {request.remote}: at most "
+                                             f"{server.rate_limit}/s (server.rate_limit)\n",
+                            headers={"Retry-After": str(max(1, round(wait)))})
     try:
         target = parse_ping_path(request.match_info["tail"], server.ping_key)
     except PingPathError as exc:

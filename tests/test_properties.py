@@ -1,0 +1,117 @@
+"""Property-based tests: every input to the parsers gives a result or a clear
+one-line error, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cronwarden.config import ConfigError, parse_config
+from cronwarden.http import PingPathError, parse_ping_path
+from cronwarden.ratelimit import RateLimiter
+from cronwarden.rules import RuleError, parse_rule
+from cronwarden.schedule import validate_cron
+from cronwarden.units import parse_duration, parse_size
+
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
+
+
+def one_line(message: str) -> bool:
+    return bool(message) and "\n" not in message and "Traceback" not in message
+
+
+@PROPS
+@given(scalars)
+def test_durations_parse_or_say_why(value: object) -> None:
+    try:
+        assert parse_duration(value) >= 0
+    except ValueError as exc:
+        assert one_line(str(exc))
+
+
+@PROPS
+@given(st.from_regex(r"\A(\d{1,4}[smhdw]){1,4}\Z"))
+def test_well_formed_durations_always_parse(text: str) -> None:
+    assert parse_duration(text) >= 0
+
+
+@PROPS
+@given(scalars)
+def test_sizes_parse_or_say_why(value: object) -> None:
+    try:
+        assert parse_size(value) >= 0
+    except ValueError as exc:
+        assert one_line(str(exc))
+
+
+@PROPS
+@given(st.text(max_size=60))
+def test_rules_parse_or_name_a_column_inside_the_text(text: str) -> None:
+    try:
+        rule = parse_rule(text)
+    except RuleError as exc:
+        assert 0 <= exc.col <= len(text) and one_line(str(exc))
+    else:
+        assert rule.matches({}) is False  # no field sent: nothing matches
+        rule.matches({"a": 1, "b": "x", "c": True, "d": None, "e": [1]})
+
+
+@PROPS
+@given(st.text(alphabet="0123456789*/,-@ abcdefghijklmnopqrstuvwxyzJANFEBMONSUN?LW#", max_size=40))
+def test_cron_expressions_validate_without_raising(text: str) -> None:
+    reason = validate_cron(text)
+    assert reason is None or one_line(reason)
+
+
+@PROPS
+@given(st.text(max_size=80), st.one_of(st.none(), st.text(min_size=1, max_size=10)))
+def test_ping_paths_parse_or_answer_400_or_404(tail: str, ping_key: str | None) -> None:
+    try:
+        target = parse_ping_path(tail, ping_key)
+    except PingPathError as exc:
+        assert exc.status in (400, 404) and one_line(str(exc))
+    else:
+        assert target.ident and (target.exit_status is None or 0 <= target.exit_status <= 255)
+
+
+yaml_values = st.recursive(
+    scalars, lambda children: st.one_of(st.lists(children, max_size=4),
+                                        st.dictionaries(st.text(max_size=12), children, max_size=4)),
+    max_leaves=20)
+
+
+@PROPS
+@given(st.dictionaries(st.sampled_from(["server", "defaults", "channels", "monitors", "routes", "maintenance",
+                                        "bogus"]), yaml_values, max_size=5))
+def test_any_yaml_structure_loads_or_lists_problems_with_positions(data: dict) -> None:  # type: ignore[type-arg]
+    import yaml
+
+    text = yaml.safe_dump(data)
+    try:
+        parse_config(text, Path("f.yaml"))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            assert problem.startswith("f.yaml:") and one_line(problem)
+
+
+@PROPS
+@given(st.text(max_size=300))
+def test_any_text_loads_or_lists_problems_with_positions(text: str) -> None:
+    try:
+        parse_config(text, Path("f.yaml"))
+    except ConfigError as exc:
+        assert all(p.startswith("f.yaml:") and "\n" not in p for p in exc.problems)
+
+
+def test_the_rate_limiter_allows_a_burst_then_the_rate_and_never_limits_loopback() -> None:
+    limiter = RateLimiter(rate=10, burst=5)
+    assert all(limiter.allow("192.0.2.1", 0.0) for _ in range(5))
+    assert not limiter.allow("192.0.2.1", 0.0)
+    assert limiter.retry_after("192.0.2.1") > 0
+    assert limiter.allow("192.0.2.1", 0.1)  # one token back after 1/rate
+    assert limiter.allow("192.0.2.2", 0.0)  # clients are separate
+    assert all(limiter.allow("127.0.0.1", 0.0) for _ in range(1000))
+    assert all(RateLimiter(0, 1).allow("192.0.2.1", 0.0) for _ in range(100))
