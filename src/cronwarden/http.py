@@ -111,13 +111,15 @@ async def handle_ping(request: web.Request) -> web.Response:
     if body and target.kind in (PingKind.SUCCESS, PingKind.FAIL) and request.content_type == "application/json":
         truncated = request.content_length is not None and request.content_length > len(body)
         if not truncated:
+            # Healthchecks clients send plain output labelled application/json, and
+            # Healthchecks keeps it: so does cronwarden. Only a JSON object is metadata.
             try:
                 parsed = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                return _text(400, f"body is not valid JSON ({exc}); send metadata as a JSON object")
-            if not isinstance(parsed, dict):
-                return _text(400, "JSON body must be an object of metadata fields")
-            metadata = parsed
+            except (ValueError, UnicodeDecodeError):
+                parsed = None
+                log.info("ping for %s: body labelled JSON is not JSON; kept as output, no metadata", name)
+            if isinstance(parsed, dict):
+                metadata = parsed
     try:
         await daemon.ping(name, target.kind, exit_status=target.exit_status, rid=rid, metadata=metadata,
                           body=body, remote=request.remote)
