@@ -35,6 +35,18 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _raise_fd_limit() -> None:
+    """Idle and slow clients each hold a socket: allow as many as the hard limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -55,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from .daemon import Daemon
 
+    _raise_fd_limit()
     try:
         asyncio.run(Daemon(config).run(args.config))
     except KeyboardInterrupt:

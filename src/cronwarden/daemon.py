@@ -42,6 +42,7 @@ from .wheel import Clock, TimerWheel
 
 log = logging.getLogger("cronwarden")
 
+KEEPALIVE = 75.0  # seconds an idle keep-alive connection stays open
 MAX_SLEEP = 5.0  # the timer wakes at least this often to notice wall-clock jumps
 CLOCK_JUMP = 1.0  # seconds of wall/monotonic drift treated as a clock step
 
@@ -108,7 +109,8 @@ class Daemon:
             self._sync_workers()
             from .http import build_app
 
-            self.runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+            self.runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False,
+                                        keepalive_timeout=KEEPALIVE, shutdown_timeout=5.0)
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.config.server.host, self.config.server.port,
                                reuse_address=True)
