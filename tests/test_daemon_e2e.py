@@ -292,3 +292,27 @@ async def test_a_monitor_removed_and_added_back_is_due_from_its_return_and_keeps
     await d.ping("b/fail")
     second = await receiver.wait_for(lambda b: b["event"] == "failed" and b["incident"] != first.body["incident"])
     assert second.body["incident"] > first.body["incident"]
+
+
+async def test_a_sighup_storm_with_the_file_rewritten_meanwhile_ends_on_the_final_file(
+        daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  one: {every: 1h}"))
+    full = config(receiver, "  one: {every: 1h}\n  two: {every: 1h}\n  three: {every: 1h}")
+    for i in range(15):
+        # Alternate a half-written file (cut mid-line) and a complete one.
+        d.config_path.write_text(full[: len(full) * (i % 3 + 1) // 4] if i % 2 else full)
+        d.signal(signal.SIGHUP)
+        await asyncio.sleep(0.01)
+    d.config_path.write_text(full)
+    d.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status, _ = await d.ping("three")
+        if status == 200 and (await d.ping("two"))[0] == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert await d.ping("one") == (200, "OK")
+    assert await d.ping("three") == (200, "OK")
+    listing = await d.api("monitors")
+    assert sorted(m["name"] for m in listing["monitors"]) == ["one", "three", "two"]
+    assert d.proc is not None and d.proc.returncode is None

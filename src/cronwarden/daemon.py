@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -33,7 +34,7 @@ from aiohttp import web
 from . import acklinks, alerts, health, maintenance, monitor, retention, stats, transitions
 from . import store as sql
 from .channels import sender_for
-from .config import Config, ConfigError, MonitorConfig, load_config
+from .config import Config, ConfigError, MonitorConfig, parse_config
 from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Ping, Tick
 from .ratelimit import RateLimiter
@@ -93,6 +94,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Future[object]] = set()
         self._stopped = False
+        self._reload_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -213,9 +215,16 @@ class Daemon:
     # ------------------------------------------------------------ reload
 
     async def reload_from(self, path: str | None) -> bool:
-        path = path or str(self.config.path)
+        """SIGHUP: re-read the config. Reloads run one at a time (a storm of signals
+        queues up, and the last one reads the final file), and a file that is still
+        changing (being written) is read again until it holds still."""
+        async with self._reload_lock:
+            return await self._reload(path or str(self.config.path))
+
+    async def _reload(self, path: str) -> bool:
         try:
-            new = load_config(path)
+            text = await self._settled_text(path)
+            new = parse_config(text, Path(path))
         except ConfigError as exc:
             self.stats.reload_errors += 1
             for problem in exc.problems:
@@ -225,6 +234,21 @@ class Daemon:
             return False
         await self.apply_config(new)
         return True
+
+    @staticmethod
+    async def _settled_text(path: str, attempts: int = 20) -> str:
+        """The file's text once two reads 50 ms apart agree (an editor may be mid-write)."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            for _ in range(attempts):
+                await asyncio.sleep(0.05)
+                again = Path(path).read_text(encoding="utf-8")
+                if again == text:
+                    return text
+                text = again
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}:1:1: cannot read the file: {exc}"]) from None
+        raise ConfigError([f"{path}:1:1: the file kept changing while it was read; send SIGHUP again"])
 
     async def apply_config(self, new: Config) -> None:
         old = self.config
