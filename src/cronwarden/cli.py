@@ -1,5 +1,5 @@
 """Command line: ``cronwarden serve | check | status | test-alert | ack | note | resolve | pause |
-resume | incidents | postmortem`` (``python -m cronwarden`` is the same)."""
+resume | incidents | postmortem | run | import-crontab`` (``python -m cronwarden`` is the same)."""
 
 from __future__ import annotations
 
@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     pm = sub.add_parser("postmortem", help="print a post-mortem draft (Markdown) for an incident")
     pm.add_argument("target", help="incident id or monitor name")
     _client_options(pm)
+
+    from . import crontab, runwrap
+
+    runwrap.register(sub)
+    crontab.register(sub)
     return parser
 
 
