@@ -70,12 +70,14 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
-def _url_secrets(url: str | None) -> list[str]:
-    """A secret URL and the parts a server may echo on their own (path, query)."""
+def url_secrets(url: str | None) -> list[str]:
+    """The parts of a webhook URL that hold its secret (the URL, its path, last
+    segment and query), for redaction: a server may echo the path in an error."""
     if not url:
         return []
     parts = urlsplit(url)
-    return [url, parts.path, parts.query, parts.path.rsplit("/", 1)[-1]]
+    return [url, f"{parts.path}?{parts.query}" if parts.query else parts.path, parts.path,
+            parts.path.rstrip("/").rsplit("/", 1)[-1], parts.query]
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -106,7 +108,7 @@ async def post(channel: ChannelConfig, ctx: SendContext, url: str, *, json: Any 
                data: bytes | str | None = None, headers: dict[str, str] | None = None,
                secrets: Iterable[str | None] = ()) -> int:
     """POST once; return the 2xx status or raise a classified DeliveryError."""
-    secrets = [*secrets, *_url_secrets(channel.secret("url_env"))]
+    secrets = [*secrets, *url_secrets(channel.secret("url_env"))]
     shown = redact(url, secrets)
     try:
         async with ctx.session.post(url, json=json, data=data, headers=headers, allow_redirects=False,

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..config import ChannelConfig
-from . import DeliveryError, SendContext, post, render
+from . import DeliveryError, SendContext, post, render, url_secrets
 
 CONTENT = 2000
 EMBED_TITLE = 256
@@ -86,12 +85,6 @@ def build(payload: dict[str, Any]) -> dict[str, Any]:
     return {"content": fit(title, CONTENT, escape), "embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
-def url_secrets(url: str) -> list[str]:
-    """The parts of a webhook URL that hold its secret (path, last segment, query),
-    for redaction: a service or proxy may echo the path back in an error."""
-    parts = urlsplit(url)
-    return [f"{parts.path}?{parts.query}" if parts.query else parts.path, parts.path,
-            parts.path.rstrip("/").rsplit("/", 1)[-1], parts.query]
 
 
 async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str, ctx: SendContext) -> int:

@@ -19,10 +19,9 @@ code block. Slack answers 200 ``ok``; 400/403/404 with a reason
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..config import ChannelConfig
-from . import DeliveryError, SendContext, post, render
+from . import DeliveryError, SendContext, post, render, url_secrets
 
 BLOCK_TEXT = 3000  # characters in one section block
 FALLBACK_TEXT = 1000  # the notification text; far below the 40 000 limit on purpose
@@ -67,12 +66,6 @@ def build(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
-def url_secrets(url: str) -> list[str]:
-    """The parts of a webhook URL that hold its secret (path, last segment, query),
-    for redaction: a service or proxy may echo the path back in an error."""
-    parts = urlsplit(url)
-    return [f"{parts.path}?{parts.query}" if parts.query else parts.path, parts.path,
-            parts.path.rstrip("/").rsplit("/", 1)[-1], parts.query]
 
 
 async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str, ctx: SendContext) -> int:

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..config import ChannelConfig
-from . import DeliveryError, SendContext, post, render
+from . import DeliveryError, SendContext, post, render, url_secrets
 
 MAX_BYTES = 27_000
 LOG_CHARS = 8000  # the output tail we start from before shrinking to MAX_BYTES
@@ -107,12 +106,6 @@ def build(payload: dict[str, Any]) -> bytes:
     return data
 
 
-def url_secrets(url: str) -> list[str]:
-    """The parts of a webhook URL that hold its secret (path, last segment, query),
-    for redaction: a service or proxy may echo the path back in an error."""
-    parts = urlsplit(url)
-    return [f"{parts.path}?{parts.query}" if parts.query else parts.path, parts.path,
-            parts.path.rstrip("/").rsplit("/", 1)[-1], parts.query]
 
 
 async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str, ctx: SendContext) -> int:
