@@ -1,5 +1,5 @@
 """Command line: ``cronwarden serve | check | status | test-alert | ack | note | resolve | pause |
-resume | incidents | postmortem | run | import-crontab`` (``python -m cronwarden`` is the same)."""
+resume | incidents | postmortem | run | import-crontab | backup`` (``python -m cronwarden`` is the same)."""
 
 from __future__ import annotations
 
@@ -173,10 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("target", help="incident id or monitor name")
     _client_options(pm)
 
-    from . import crontab, runwrap
+    from . import backup, crontab, runwrap
 
     runwrap.register(sub)
     crontab.register(sub)
+    backup.register(sub)
     return parser
 
 

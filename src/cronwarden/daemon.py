@@ -31,7 +31,7 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import acklinks, alerts, health, maintenance, monitor, retention, stats, transitions
+from . import acklinks, alerts, health, maintenance, monitor, retention, sdnotify, stats, transitions
 from . import store as sql
 from .channels import sender_for
 from .config import Config, ConfigError, MonitorConfig, parse_config
@@ -89,6 +89,10 @@ class Daemon:
         self._timer_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
+        # systemd's notify socket and watchdog; a no-op when not run by systemd. Unset, so
+        # `command` channel programs do not inherit NOTIFY_SOCKET/WATCHDOG_*.
+        self.notifier = sdnotify.Notifier.from_environ(unset=True)
         self._rearm = asyncio.Event()
         self._sleep_until = 0.0
         self._stopping = asyncio.Event()
@@ -136,11 +140,11 @@ class Daemon:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        for task in (self._timer_task, self._retention_task, self._heartbeat_task):
+        for task in (self._watchdog_task, self._timer_task, self._retention_task, self._heartbeat_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._timer_task = self._retention_task = self._heartbeat_task = None
+        self._timer_task = self._retention_task = self._heartbeat_task = self._watchdog_task = None
         for name in list(self.workers):
             await self._stop_worker(name)
         if self.session is not None:
@@ -168,11 +172,20 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload_from(config_path)))
         try:
             await self.start()
+            self.notifier.ready(self.status_line())
+            self._watchdog_task = asyncio.create_task(
+                sdnotify.watchdog_loop(self.notifier, lambda: health.alive(self)), name="cronwarden-watchdog")
             await self._stopping.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.notifier.stopping()
             await self.stop()
+
+    def status_line(self) -> str:
+        """One line for `systemctl status` (sd_notify STATUS=)."""
+        host, port = self.bound or (self.config.server.host, self.config.server.port)
+        return f"serving {len(self.config.monitors)} monitors on http://{host}:{port}"
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.ensure_future(coro)
@@ -219,7 +232,15 @@ class Daemon:
         queues up, and the last one reads the final file), and a file that is still
         changing (being written) is read again until it holds still."""
         async with self._reload_lock:
-            return await self._reload(path or str(self.config.path))
+            self.notifier.reloading()  # systemd: RELOADING=1 ... READY=1, so `systemctl reload` waits
+            ok = False
+            try:
+                ok = await self._reload(path or str(self.config.path))
+            finally:
+                self.notifier.ready(f"{self.status_line()}; configuration reloaded" if ok else
+                                    f"{self.status_line()}; reload refused (see the log), the previous "
+                                    f"configuration stays in force")
+            return ok
 
     async def _reload(self, path: str) -> bool:
         try:
