@@ -86,3 +86,36 @@ async def test_retention_keeps_the_newest_runs_per_monitor_and_drops_old_ones(tm
         assert deleted == 10000 - 200 - 600
     finally:
         await store.close()
+
+
+async def test_retention_of_100000_runs_keeps_writes_flowing(tmp_path: Path) -> None:
+    """Pruning a big database runs in short batches: other writes commit between them."""
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        now = 1_000_000_000.0
+        rows = [sql.insert_run(store.next_id("runs"), f"m{i % 50}", None, None, now - 100 * 86400 + i, 1.0, 0,
+                               None, None) for i in range(100_000)]
+        await store.write(rows)
+        latencies: list[float] = []
+
+        async def keep_writing() -> None:
+            loop = asyncio.get_running_loop()
+            for i in range(200):
+                started = loop.time()
+                await store.write([sql.insert_ping(store.next_id("pings"), "live", now, "success", None, None,
+                                                   None, None)])
+                latencies.append(loop.time() - started)
+                await asyncio.sleep(0.001)
+
+        writer = asyncio.create_task(keep_writing())
+        deleted = await prune_once(store, ServerConfig(retention_runs=1000, retention_days=90), now)
+        await writer
+        assert deleted == 100_000
+        remaining = await store.fetchone("SELECT COUNT(*) AS n FROM runs")
+        assert remaining is not None and remaining["n"] == 0
+        assert len(latencies) == 200
+        # No write waited for the whole prune: each waits for at most a batch or two.
+        assert max(latencies) < 2.0
+    finally:
+        await store.close()
