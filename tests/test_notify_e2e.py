@@ -99,35 +99,57 @@ async def test_a_storm_of_200_failures_reaches_each_channel_as_a_handful_of_dige
 
 async def test_alerts_queued_during_an_outage_survive_kill_9_and_arrive_exactly_once(
         daemon: DaemonFactory, tmp_path: Path) -> None:
-    port = free_port()
+    """A webhook receiver and an SMTP server are both down; the daemon is killed
+    meanwhile; when both come back every alert arrives once on each."""
+    import email
+    import email.policy
+
+    from aiosmtpd.smtp import SMTP
+
+    hook_port, smtp_port = free_port(), free_port()
     got: list[dict] = []  # type: ignore[type-arg]
     ids: list[str] = []
+    mails: list[email.message.EmailMessage] = []
 
     async def handle(request: web.Request) -> web.Response:
         got.append(await request.json())
         ids.append(request.headers["webhook-id"])
         return web.Response(text="ok")
 
-    d = await daemon(base(f"  hook: {{type: webhook, url: 'http://127.0.0.1:{port}/h', timeout: 2s, group_window: 0}}\n",
-                          "".join(f"  m{i}: {{every: 1h, channels: [hook]}}\n" for i in range(5))))
+    class Inbox:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            mails.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+            return "250 OK"
+
+    channels = (f"  hook: {{type: webhook, url: 'http://127.0.0.1:{hook_port}/h', timeout: 2s, group_window: 0}}\n"
+                f"  mail: {{type: email, to: [ops@example.com], from: cw@example.com, timeout: 2s, group_window: 0,"
+                f" smtp: {{host: 127.0.0.1, port: {smtp_port}}}}}\n")
+    d = await daemon(base(channels, "".join(f"  m{i}: {{every: 1h, channels: [hook, mail]}}\n" for i in range(5))))
     for i in range(5):
-        await d.ping(f"m{i}/fail")  # the receiver is down: every delivery is refused
-    await d.wait_for_log("failed .*retry in")
+        await d.ping(f"m{i}/fail")  # both targets are down: every delivery is refused
+    await d.wait_for_log("to channel hook failed .*retry in")
+    await d.wait_for_log("to channel mail failed .*retry in")
     await d.kill9()
     await d.start()
     app = web.Application()
     app.router.add_post("/h", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    loop = asyncio.get_running_loop()
+    smtp = await loop.create_server(lambda: SMTP(Inbox(), hostname="mx.test", loop=loop), "127.0.0.1", smtp_port)
     try:
-        deadline = time.monotonic() + 40
-        while len(got) < 5 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 45
+        while (len(got) < 5 or len(mails) < 5) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
         assert sorted(b["monitor"] for b in got) == [f"m{i}" for i in range(5)]
         assert len(set(ids)) == len(ids) == 5
+        assert sorted(str(m["Subject"]).split()[1].rstrip(":") for m in mails) == [f"m{i}" for i in range(5)]
+        assert len({m["Message-ID"] for m in mails}) == 5
     finally:
+        smtp.close()
+        await smtp.wait_closed()
         await runner.cleanup()
 
 
