@@ -20,6 +20,7 @@ and the running config stays in force.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -126,6 +127,9 @@ class Daemon:
             host, port = sockets[0].getsockname()[:2] if sockets else (self.config.server.host,
                                                                         self.config.server.port)
             self.bound = (host, port)
+            if not gc.isenabled():
+                gc.freeze()  # what start-up built lives as long as the daemon: never scan it again
+                gc.enable()
             log.info("cronwarden listening on http://%s:%s with %d monitors (database %s)",
                      host, port, len(self.config.monitors), self.config.server.database)
         except BaseException:
@@ -219,9 +223,10 @@ class Daemon:
             if name not in self.config.monitors:
                 statements.append(sql.mark_removed(name, now.timestamp()))
         await self.store.write(statements)
+        overdue = 0
         for name in self.states:
-            self._schedule(name)
-        overdue = sum(1 for key in self.wheel.all_keys() if (self._deadline(str(key)) or now) < now)
+            deadline = self._schedule(name)
+            overdue += deadline is not None and deadline < now
         if overdue:
             log.info("%d monitors fell due while the daemon was down; checking them now", overdue)
 
@@ -419,15 +424,16 @@ class Daemon:
     def ack_url(self, incident_id: int) -> str:
         return acklinks.url(self.config.server.base_url, self.ack_secret, incident_id)
 
-    def _schedule(self, name: str) -> None:
+    def _schedule(self, name: str) -> datetime | None:
         deadline = self._deadline(name)
         if deadline is None:
             self.wheel.cancel(name)
-            return
+            return None
         when = deadline.timestamp()
         self.wheel.schedule(name, when)
         if when < self._sleep_until:
             self._rearm.set()
+        return deadline
 
     async def _timer_loop(self) -> None:
         offset = self.clock.time() - self.clock.monotonic()

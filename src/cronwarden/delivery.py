@@ -83,7 +83,10 @@ class ChannelWorker:
         if not rows:
             return False
         if self.channel.group_window > 0:
-            self.window_until = now + self.channel.group_window
+            # A full digest means more is due right now: send that at once too, and
+            # open the window only after the last part of what was due.
+            if len(rows) < MAX_DIGEST:
+                self.window_until = now + self.channel.group_window
             await self.deliver(rows)  # one alert alone, or everything held during the window
         else:
             await asyncio.gather(*(self._limited([row]) for row in rows))
