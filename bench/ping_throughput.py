@@ -241,7 +241,7 @@ def py_spy_profile(load: LoadGen, proc: c.Proc, out_path: Path, duration: float,
 BUCKETS = (  # (label, frames any of which puts a sample in it); first match wins, checked in order
     ("plan: monitor.step (state machine)", ("step (cronwarden/monitor.py)",)),
     ("plan: alerts.apply_alerts", ("apply_alerts (cronwarden/alerts.py)",)),
-    ("plan: state to JSON (upsert_monitor, to_json)", ("upsert_monitor (cronwarden/store.py)",
+    ("plan: state to JSON (upsert_monitor, to_json)", ("upsert_monitor (cronwarden/statements.py)",
                                                        "MonitorState.to_json (cronwarden/monitor.py)")),
     ("plan: next deadline + timer wheel", ("Daemon._schedule (cronwarden/daemon.py)",)),
     ("plan: rest (ping/run rows, ids)", ("Daemon.plan (cronwarden/daemon.py)",)),

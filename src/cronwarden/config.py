@@ -5,521 +5,71 @@ carries the line and column it came from. Problems are collected, never
 raised one at a time: ``cronwarden check`` prints all of them at once as
 ``PATH:LINE:COL: message``, and a file with any problem is never applied.
 
-Every key is declared once in the ``*_KEYS`` tables below; the tables drive
-validation, the "did you mean" suggestions and the README key check.
+Every key is declared once in the ``*_KEYS`` tables of
+:mod:`cronwarden.configkeys`, next to the converters that read the values; the
+tables drive validation, the "did you mean" suggestions and the README key
+check. The frozen dataclasses a file becomes are in
+:mod:`cronwarden.configtypes`. This module reads the file and builds them, one
+section at a time, and re-exports the names of both, so callers import
+everything configuration from here.
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
-import re
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 import yaml
 
-from . import schedule
-from .rules import Rule, RuleError, parse_rule
-from .units import parse_duration, parse_size
+from .configkeys import (
+    CHANNEL_KEYS,
+    CHANNEL_TYPES,
+    DEFAULT_KEYS,
+    ESCALATION_KEYS,
+    MAINTENANCE_KEYS,
+    MONITOR_KEYS,
+    NO_DIGEST_TYPES,
+    RETENTION_KEYS,
+    ROUTE_KEYS,
+    SERVER_KEYS,
+    SLUG,
+    SMTP_KEYS,
+    TOP_KEYS,
+    UUID,
+    Converter,
+    _Ctx,
+    _mapping,
+    _read_section,
+)
+from .configtypes import (
+    ChannelConfig,
+    Config,
+    ConfigError,
+    Escalation,
+    MaintenanceWindow,
+    MonitorConfig,
+    ServerConfig,
+    Severity,
+)
 
-SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+__all__ = [
+    # the structure, from .configtypes
+    "ChannelConfig", "Config", "ConfigError", "Escalation", "MaintenanceWindow", "MonitorConfig",
+    "ServerConfig", "Severity",
+    # the key tables, from .configkeys
+    "CHANNEL_KEYS", "CHANNEL_TYPES", "DEFAULT_KEYS", "ESCALATION_KEYS", "MAINTENANCE_KEYS", "MONITOR_KEYS",
+    "NO_DIGEST_TYPES", "RETENTION_KEYS", "ROUTE_KEYS", "SERVER_KEYS", "SLUG", "SMTP_KEYS", "TOP_KEYS", "UUID",
+    "Converter",
+    # loading, defined here
+    "all_documented_keys", "load_config", "parse_config",
+]
 
 
 # libyaml's parser when pyyaml was built with it: ten times faster on big files,
 # with the same node marks.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-class ConfigError(Exception):
-    """A file with problems; ``problems`` are ready-to-print ``PATH:LINE:COL: msg`` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8470
-    base_url: str = "http://localhost:8470"
-    database: Path = Path("cronwarden.db")
-    api_token_env: str | None = None
-    max_body: int = 100 * 1024
-    retention_runs: int = 1000
-    retention_days: int = 90
-    ping_key: str | None = None
-    heartbeat_url: str | None = None
-    heartbeat_every: int = 60
-    rate_limit: int = 20
-    rate_burst: int = 200
-
-    @property
-    def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-    def api_token(self) -> str | None:
-        return os.environ.get(self.api_token_env) or None if self.api_token_env else None
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelConfig:
-    name: str
-    type: str
-    url: str | None = None  # webhook, chat webhooks, or the service's base URL
-    url_env: str | None = None  # the URL itself is a secret (Slack, Discord, Teams webhooks)
-    secret_env: str | None = None  # webhook signing secret
-    token_env: str | None = None  # telegram bot token, ntfy/gotify/pushover app token
-    user_key_env: str | None = None  # pushover user key
-    routing_key_env: str | None = None  # pagerduty integration key
-    chat_id: str | None = None  # telegram
-    topic: str | None = None  # ntfy
-    command: tuple[str, ...] = ()  # command: argv; the alert JSON on stdin
-    timeout: int = 15  # seconds per delivery attempt
-    group_window: int = 5  # seconds in which a burst of alerts folds into one digest
-    concurrency: int = 4  # deliveries in flight at once on this channel
-    give_up_after: int = 86400  # stop retrying an alert this long after it was raised
-    to: tuple[str, ...] = ()  # email
-    sender: str | None = None  # email "from"
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    smtp_tls: str = "none"
-    smtp_username: str | None = None
-    smtp_password_env: str | None = None
-    smtp_ca_file: str | None = None
-
-    def secret(self, attr: str) -> str | None:
-        """The value of the environment variable named by `attr` (e.g. "token_env")."""
-        name = getattr(self, attr)
-        return os.environ.get(name) if name else None
-
-    def target_url(self) -> str | None:
-        """`url`, or the variable `url_env` names (a webhook URL that is itself a secret)."""
-        return self.secret("url_env") or self.url
-
-
-@dataclass(frozen=True, slots=True)
-class Escalation:
-    after: int  # seconds after the incident opened, while unacknowledged
-    channels: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class MonitorConfig:
-    name: str
-    every: int | None = None
-    cron: str | None = None
-    timezone: str = "UTC"
-    grace: int = 300
-    max_runtime: int | None = None
-    slow_after: int | None = None
-    severity: Severity = Severity.WARNING
-    channels: tuple[str, ...] = ()
-    rules: tuple[Rule, ...] = ()
-    runbook: str | None = None
-    key: str | None = None
-    alert_after: int = 1
-    recover_after: int = 1
-    max_silence: int | None = None
-    repeat: int = 3600
-    depends_on: tuple[str, ...] = ()
-    escalate: tuple[Escalation, ...] = ()
-    tags: tuple[str, ...] = ()
-    description: str | None = None
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    @property
-    def schedule_text(self) -> str:
-        return f"every {self.every}s" if self.every is not None else f"cron '{self.cron}' ({self.timezone})"
-
-
-@dataclass(frozen=True, slots=True)
-class MaintenanceWindow:
-    """Alerts of the matching monitors are held while a window is open."""
-
-    cron: str  # when a window opens
-    duration: int  # seconds it stays open
-    timezone: str = "UTC"
-    monitors: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-
-    def applies_to(self, monitor: "MonitorConfig") -> bool:
-        return monitor.name in self.monitors or any(tag in self.tags for tag in monitor.tags)
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    path: Path
-    server: ServerConfig
-    channels: dict[str, ChannelConfig] = field(default_factory=dict)
-    monitors: dict[str, MonitorConfig] = field(default_factory=dict)
-    maintenance: tuple[MaintenanceWindow, ...] = ()
-
-    def windows_by_monitor(self) -> dict[str, list[MaintenanceWindow]]:
-        out: dict[str, list[MaintenanceWindow]] = {}
-        for window in self.maintenance:
-            for monitor in self.monitors.values():
-                if window.applies_to(monitor):
-                    out.setdefault(monitor.name, []).append(window)
-        return out
-
-    def monitor_by_key(self) -> dict[str, str]:
-        return {m.key.lower(): m.name for m in self.monitors.values() if m.key}
-
-    def dependents(self) -> dict[str, list[str]]:
-        """monitor -> the monitors whose `depends_on` names it."""
-        out: dict[str, list[str]] = {}
-        for monitor in self.monitors.values():
-            for other in monitor.depends_on:
-                out.setdefault(other, []).append(monitor.name)
-        return out
-
-
-# --------------------------------------------------------------------------
-# Key tables. Each entry: key -> (converter, description). A converter takes
-# (node, loader context) and returns the value or raises ValueError.
-
-Converter = Callable[[yaml.Node, "_Ctx"], Any]
-
-
-class _Ctx:
-    """Carries the loader and the problem list through the walk."""
-
-    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:  # or CSafeLoader
-        self.path = path
-        self.loader = loader
-        self.problems: list[tuple[int, int, str]] = []
-
-    def problem(self, node: yaml.Node | None, message: str, col_offset: int = 0) -> None:
-        line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
-        self.problems.append((line, col + col_offset, message))
-
-    def scalar(self, node: yaml.Node) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            raise ValueError(f"expected a single value, found a {_kind(node)}")
-        try:
-            return self.loader.construct_object(node)
-        except yaml.YAMLError as exc:  # an unknown tag, a bad timestamp, ...
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ValueError(" ".join(str(problem).split())) from None
-
-
-def _kind(node: yaml.Node) -> str:
-    return {yaml.MappingNode: "mapping", yaml.SequenceNode: "list"}.get(type(node), "value")
-
-
-def _str(node: yaml.Node, ctx: _Ctx) -> str:
-    value = ctx.scalar(node)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a string, found {value!r}")
-    return value
-
-
-def _opt_str(node: yaml.Node, ctx: _Ctx) -> str | None:
-    value = ctx.scalar(node)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, found {value!r}")
-    return value
-
-
-def _env_name(node: yaml.Node, ctx: _Ctx) -> str | None:
-    value = _opt_str(node, ctx)
-    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError(
-            f"{value!r} is not an environment variable name (secrets are read from the variable it names)"
-        )
-    return value
-
-
-def _int(minimum: int, maximum: int | None = None) -> Converter:
-    def convert(node: yaml.Node, ctx: _Ctx) -> int:
-        value = ctx.scalar(node)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected a whole number, found {value!r}")
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-            raise ValueError(f"expected a whole number {bound}, found {value}")
-        return value
-
-    return convert
-
-
-def _duration(node: yaml.Node, ctx: _Ctx) -> int:
-    return parse_duration(ctx.scalar(node))
-
-
-def _positive_duration(node: yaml.Node, ctx: _Ctx) -> int:
-    value = _duration(node, ctx)
-    if value <= 0:
-        raise ValueError("must be longer than 0s")
-    return value
-
-
-def _opt_duration(node: yaml.Node, ctx: _Ctx) -> int | None:
-    return None if ctx.scalar(node) is None else _positive_duration(node, ctx)
-
-
-def _size(node: yaml.Node, ctx: _Ctx) -> int:
-    return parse_size(ctx.scalar(node))
-
-
-def _str_list(node: yaml.Node, ctx: _Ctx) -> tuple[str, ...]:
-    if isinstance(node, yaml.ScalarNode):
-        return (_str(node, ctx),)
-    if not isinstance(node, yaml.SequenceNode):
-        raise ValueError(f"expected a list of strings, found a {_kind(node)}")
-    return tuple(_str(item, ctx) for item in node.value)
-
-
-def _timezone(node: yaml.Node, ctx: _Ctx) -> str:
-    name = _str(node, ctx)
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, _zone_names(), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ValueError(f"unknown timezone '{name}'{hint}") from None
-    return name
-
-
-def _zone_names() -> list[str]:
-    import zoneinfo
-
-    return sorted(zoneinfo.available_timezones())
-
-
-def _cron(node: yaml.Node, ctx: _Ctx) -> str:
-    expr = _str(node, ctx)
-    reason = schedule.validate_cron(expr)
-    if reason:
-        raise ValueError(reason)
-    return expr
-
-
-def _severity(node: yaml.Node, ctx: _Ctx) -> Severity:
-    value = _str(node, ctx)
-    try:
-        return Severity(value)
-    except ValueError:
-        raise ValueError(f"severity must be info, warning or critical, found '{value}'") from None
-
-
-def _listen(node: yaml.Node, ctx: _Ctx) -> tuple[str, int]:
-    value = _str(node, ctx)
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen must be host:port, found '{value}'")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _key(node: yaml.Node, ctx: _Ctx) -> str:
-    value = _str(node, ctx)
-    if not UUID.fullmatch(value):
-        raise ValueError(f"key must be a UUID (as Healthchecks uses), found '{value}'")
-    return value.lower()
-
-
-def _escalate(node: yaml.Node, ctx: _Ctx) -> tuple[Escalation, ...]:
-    if not isinstance(node, yaml.SequenceNode):
-        raise ValueError(f"expected a list like [{{after: 15m, channels: [pager]}}], found a {_kind(node)}")
-    steps = []
-    for item in node.value:
-        values = _read_section(item, ctx, "an escalation step", ESCALATION_KEYS)
-        if "after" not in values or "channels" not in values:
-            ctx.problem(item, "an escalation step needs 'after' and 'channels'")
-            continue
-        steps.append(Escalation(values["after"][0], values["channels"][0]))
-    return tuple(sorted(steps, key=lambda e: e.after))
-
-
-def _rules(node: yaml.Node, ctx: _Ctx) -> tuple[Rule, ...]:
-    if not isinstance(node, yaml.SequenceNode):
-        raise ValueError(f"expected a list of rules, found a {_kind(node)}")
-    rules = []
-    for item in node.value:
-        try:
-            rules.append(parse_rule(_str(item, ctx)))
-        except RuleError as exc:
-            # Point at the offending character inside the quoted rule.
-            quoted = 1 if getattr(item, "style", None) in ("'", '"') else 0
-            ctx.problem(item, str(exc), exc.col + quoted)
-        except ValueError as exc:
-            ctx.problem(item, str(exc))
-    return tuple(rules)
-
-
-SERVER_KEYS: dict[str, tuple[Converter, str]] = {
-    "listen": (_listen, "host:port to serve HTTP on"),
-    "base_url": (_str, "public URL of this daemon, used for links inside alerts"),
-    "database": (_str, "SQLite file, created if missing (relative to the config file)"),
-    "api_token_env": (_env_name, "environment variable holding the bearer token for the API"),
-    "max_body": (_size, "largest ping body kept; longer bodies keep their tail"),
-    "retention": (None, "how much run history to keep: {runs: N, days: N}"),  # type: ignore[dict-item]
-    "ping_key": (_str, "server-wide key enabling /ping/<ping_key>/NAME URLs"),
-    "heartbeat_url": (_str, "URL pinged every heartbeat_every while the daemon is healthy"),
-    "heartbeat_every": (_positive_duration, "how often heartbeat_url is pinged (default 1m)"),
-    "rate_limit": (_int(0), "pings per second allowed per non-loopback client (0 = no limit)"),
-    "rate_burst": (_int(1), "pings a non-loopback client may send at once before rate_limit applies"),
-}
-RETENTION_KEYS: dict[str, tuple[Converter, str]] = {
-    "runs": (_int(1), "runs kept per monitor"),
-    "days": (_int(1), "days of runs kept"),
-}
-# Keys a monitor may set; `defaults` may set the inheritable subset.
-MONITOR_KEYS: dict[str, tuple[Converter, str]] = {
-    "every": (_positive_duration, "heartbeat period (instead of cron)"),
-    "cron": (_cron, "five-field cron expression, evaluated in timezone"),
-    "timezone": (_timezone, "IANA time zone for cron"),
-    "grace": (_duration, "how late a ping may be before 'missed'"),
-    "max_runtime": (_opt_duration, "a run open longer than this is 'hung'"),
-    "slow_after": (_opt_duration, "a run longer than this is 'slow'"),
-    "severity": (_severity, "info, warning or critical"),
-    "channels": (_str_list, "channels alerted"),
-    "rules": (_rules, "metadata rules that raise 'rule' on success pings"),
-    "runbook": (_opt_str, "runbook URL included in alerts"),
-    "key": (_key, "Healthchecks-style UUID accepted in ping URLs"),
-    "alert_after": (_int(1), "consecutive failures before 'failed'"),
-    "recover_after": (_int(1), "consecutive successes before 'recovered'"),
-    "max_silence": (_opt_duration, "a running job silent this long is 'hung'"),
-    "repeat": (_duration, "re-notify interval while down (0 = never)"),
-    "depends_on": (_str_list, "monitors whose outage silences this one"),
-    "escalate": (_escalate, "[{after: 15m, channels: [pager]}]: more channels while unacknowledged"),
-    "tags": (_str_list, "labels for grouping"),
-    "description": (_opt_str, "free text shown in alerts"),
-}
-ESCALATION_KEYS: dict[str, tuple[Converter, str]] = {
-    "after": (_positive_duration, "time since the incident opened"),
-    "channels": (_str_list, "channels added at that point"),
-}
-ROUTE_KEYS: dict[str, tuple[Converter, str]] = {
-    severity.value: (_str_list, f"channels for {severity.value} monitors without their own") for severity in Severity
-}
-DEFAULT_KEYS = ("timezone", "grace", "alert_after", "recover_after", "repeat", "channels", "severity",
-                "max_runtime", "max_silence", "slow_after", "escalate")
-CHANNEL_KEYS: dict[str, tuple[Converter, str]] = {
-    "type": (_str, "the channel type"),
-    "url": (_str, "where alerts go (webhook URL, or the service's base URL)"),
-    "url_env": (_env_name, "variable holding the URL when the URL is itself a secret"),
-    "secret_env": (_env_name, "webhook: variable holding the signing secret"),
-    "token_env": (_env_name, "variable holding the service's token"),
-    "user_key_env": (_env_name, "pushover: variable holding the user key"),
-    "routing_key_env": (_env_name, "pagerduty: variable holding the integration key"),
-    "chat_id": (_str, "telegram: chat to post in"),
-    "topic": (_str, "ntfy: topic to publish to"),
-    "command": (_str_list, "command: program and arguments; the alert JSON arrives on stdin"),
-    "timeout": (_positive_duration, "how long one delivery attempt may take"),
-    "group_window": (_duration, "alerts within this window after the first fold into one digest"),
-    "concurrency": (_int(1, 64), "deliveries in flight at once"),
-    "give_up_after": (_positive_duration, "stop retrying an alert this long after it was raised"),
-    "to": (_str_list, "email: recipients"),
-    "from": (_str, "email: sender address"),
-    "smtp": (None, "email: {host, port, tls, username, password_env}"),  # type: ignore[dict-item]
-}
-SMTP_KEYS: dict[str, tuple[Converter, str]] = {
-    "host": (_str, "SMTP server"),
-    "port": (_int(1, 65535), "SMTP port"),
-    "tls": (_str, "none, starttls or implicit"),
-    "username": (_opt_str, "SMTP login"),
-    "password_env": (_env_name, "variable holding the SMTP password"),
-    "ca_file": (_str, "CA bundle to verify the server's certificate (default: the system's)"),
-}
-# type -> keys it requires ("a|b": one of them). Defaults differing by type follow.
-CHANNEL_TYPES: dict[str, tuple[str, ...]] = {
-    "log": (),
-    "webhook": ("url",),
-    "email": ("to", "from"),
-    "slack": ("url|url_env",),
-    "discord": ("url|url_env",),
-    "teams": ("url|url_env",),
-    "telegram": ("token_env", "chat_id"),
-    "ntfy": ("topic",),
-    "pushover": ("token_env", "user_key_env"),
-    "gotify": ("url", "token_env"),
-    "pagerduty": ("routing_key_env",),
-    "command": ("command",),
-}
-# PagerDuty deduplicates by incident itself, and a command gets one alert per run.
-NO_DIGEST_TYPES = ("pagerduty", "command")
-MAINTENANCE_KEYS: dict[str, tuple[Converter, str]] = {
-    "cron": (_cron, "when the window opens (five-field cron)"),
-    "duration": (_positive_duration, "how long it stays open"),
-    "timezone": (_timezone, "zone the cron is read in (default UTC)"),
-    "monitors": (_str_list, "monitors it covers, by name"),
-    "tags": (_str_list, "monitors it covers, by tag"),
-}
-TOP_KEYS = ("server", "defaults", "channels", "routes", "monitors", "maintenance")
-
-
-def _mapping(node: yaml.Node, ctx: _Ctx, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
-    """Key/value node pairs of a mapping, reporting duplicates and non-string keys."""
-    if isinstance(node, yaml.ScalarNode):
-        try:
-            if ctx.scalar(node) is None:
-                return []
-        except ValueError:
-            pass
-    if not isinstance(node, yaml.MappingNode):
-        ctx.problem(node, f"{what} must be a mapping, found a {_kind(node)}")
-        return []
-    seen: dict[str, yaml.Node] = {}
-    pairs = []
-    for key_node, value_node in node.value:
-        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-        if not isinstance(key, str):
-            ctx.problem(key_node, f"keys of {what} must be strings")
-            continue
-        if key in seen:
-            first = seen[key].start_mark.line + 1
-            ctx.problem(key_node, f"duplicate key '{key}' in {what} (first defined on line {first})")
-            continue
-        seen[key] = key_node
-        pairs.append((key_node, value_node))
-    return pairs
-
-
-def _read_section(
-    node: yaml.Node, ctx: _Ctx, what: str, table: dict[str, tuple[Converter, str]]
-) -> dict[str, tuple[Any, yaml.Node]]:
-    """Convert a mapping with `table`; unknown keys get a suggestion."""
-    out: dict[str, tuple[Any, yaml.Node]] = {}
-    for key_node, value_node in _mapping(node, ctx, what):
-        key = key_node.value
-        if key not in table:
-            close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(table)})"
-            ctx.problem(key_node, f"unknown key '{key}' in {what}{hint}")
-            continue
-        converter = table[key][0]
-        if converter is None:  # nested mapping handled by the caller
-            out[key] = (value_node, value_node)
-            continue
-        try:
-            out[key] = (converter(value_node, ctx), value_node)
-        except ValueError as exc:
-            ctx.problem(value_node, f"{key}: {exc}")
-    return out
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -47,7 +47,8 @@ def parse_action(action: str) -> tuple[PingKind, int | None]:
     if action.isdigit() and len(action) <= 3 and int(action) <= 255:
         code = int(action)
         return (PingKind.SUCCESS if code == 0 else PingKind.FAIL), code
-    raise PingPathError(f"unknown ping action '{action[:40]}': use start, fail, log or an exit status 0-255")
+    shown = action[:40].encode("unicode_escape").decode("ascii")  # one line, whatever was sent
+    raise PingPathError(f"unknown ping action '{shown}': use start, fail, log or an exit status 0-255")
 
 
 def parse_ping_path(tail: str, ping_key: str | None) -> PingTarget:

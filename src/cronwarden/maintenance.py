@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Iterable
-from zoneinfo import ZoneInfo
 
 from .config import MaintenanceWindow
+from .configtypes import zone
 from .schedule import next_cron_fire
 
 MAX_CHAIN = 1000  # windows chained into one at most (a window opening every minute)
@@ -18,7 +18,7 @@ def window_end(window: MaintenanceWindow, now: datetime) -> datetime | None:
     Each cron fire opens the window for `duration`; occurrences that overlap or
     touch count as one, so the end returned is when alerts flow again."""
     span = timedelta(seconds=window.duration)
-    tz = ZoneInfo(window.timezone)
+    tz = zone(window.timezone)
     fire = next_cron_fire(window.cron, tz, now - span)  # opened strictly after now - span
     if fire > now:
         return None

@@ -1,4 +1,10 @@
-"""All SQL lives here: the schema, migrations, the group-committing writer and the reads.
+"""The store: SQLite connections, the group-committing writer and the reads.
+
+All of cronwarden's SQL lives in the store, in three modules: the schema and
+its migrations in :mod:`cronwarden.schema`, the statements that write rows in
+:mod:`cronwarden.statements`, and the connections, the writer and the reads
+here. The names of the first two are re-exported from this module, so callers
+keep one import (``from cronwarden import store as sql; sql.insert_ping(...)``).
 
 One write connection runs every write in ``BEGIN IMMEDIATE`` transactions
 (the CLI may open the same file from another process), and a separate read
@@ -30,205 +36,34 @@ from typing import Any, Callable, Iterable, Sequence
 
 import aiosqlite
 
+from .schema import ID_TABLES, MIGRATIONS, SCHEMA_VERSION
+from .statements import (
+    Statement,
+    close_incident,
+    close_open_incidents,
+    insert_incident_event,
+    insert_outbox,
+    insert_ping,
+    insert_run,
+    mark_removed,
+    prune_before,
+    prune_monitor_beyond,
+    prune_outbox,
+    record_attempt,
+    upsert_incident,
+    upsert_monitor,
+)
+
+__all__ = [
+    # re-exported from .schema and .statements
+    "ID_TABLES", "MIGRATIONS", "SCHEMA_VERSION", "Statement", "close_incident", "close_open_incidents",
+    "insert_incident_event", "insert_outbox", "insert_ping", "insert_run", "mark_removed", "prune_before",
+    "prune_monitor_beyond", "prune_outbox", "record_attempt", "upsert_incident", "upsert_monitor",
+    # defined here
+    "Store", "StoreError",
+]
+
 log = logging.getLogger("cronwarden.store")
-
-Statement = tuple[str, Sequence[Any]]
-
-SCHEMA_VERSION = 3
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE monitors (
-        name TEXT PRIMARY KEY,
-        created_at REAL NOT NULL,
-        state TEXT NOT NULL,
-        removed_at REAL
-    );
-    CREATE TABLE pings (
-        id INTEGER PRIMARY KEY,
-        monitor TEXT NOT NULL,
-        at REAL NOT NULL,
-        kind TEXT NOT NULL,
-        exit_status INTEGER,
-        rid TEXT,
-        body BLOB,
-        remote TEXT
-    );
-    CREATE INDEX pings_by_monitor ON pings (monitor, id);
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        monitor TEXT NOT NULL,
-        rid TEXT,
-        started_at REAL,
-        ended_at REAL NOT NULL,
-        duration_s REAL,
-        exit_status INTEGER,
-        metadata TEXT,
-        ping_id INTEGER
-    );
-    CREATE INDEX runs_by_monitor ON runs (monitor, id);
-    CREATE TABLE incidents (
-        id INTEGER PRIMARY KEY,
-        monitor TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        opened_at REAL NOT NULL,
-        closed_at REAL,
-        UNIQUE (monitor, seq)
-    );
-    CREATE TABLE incident_events (
-        id INTEGER PRIMARY KEY,
-        incident_id INTEGER NOT NULL,
-        at REAL NOT NULL,
-        kind TEXT NOT NULL,
-        detail TEXT NOT NULL
-    );
-    CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        channel TEXT NOT NULL,
-        monitor TEXT NOT NULL,
-        incident_id INTEGER,
-        event TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        next_attempt_at REAL NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL DEFAULT 'pending',
-        last_error TEXT,
-        sent_at REAL
-    );
-    CREATE INDEX outbox_pending ON outbox (state, channel, id);
-    CREATE TABLE delivery_attempts (
-        id INTEGER PRIMARY KEY,
-        outbox_id INTEGER NOT NULL,
-        at REAL NOT NULL,
-        ok INTEGER NOT NULL,
-        status INTEGER,
-        error TEXT,
-        duration_ms REAL
-    );
-    CREATE INDEX attempts_by_outbox ON delivery_attempts (outbox_id);
-    """,
-    2: """
-    ALTER TABLE delivery_attempts ADD COLUMN answer TEXT;
-    CREATE INDEX outbox_by_incident ON outbox (incident_id, id);
-    """,
-    3: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-    CREATE INDEX incidents_by_monitor ON incidents (monitor, id);
-    """,
-}
-
-ID_TABLES = ("pings", "runs", "incidents", "incident_events", "outbox", "delivery_attempts")
-
-# ------------------------------------------------------------- statements
-
-
-def upsert_monitor(name: str, created_at: float, state: dict[str, Any]) -> Statement:
-    return (
-        "INSERT INTO monitors (name, created_at, state, removed_at) VALUES (?, ?, ?, NULL) "
-        "ON CONFLICT (name) DO UPDATE SET state = excluded.state, removed_at = NULL",
-        (name, created_at, json.dumps(state, separators=(",", ":"))),
-    )
-
-
-def close_open_incidents(monitor: str, at: float) -> Statement:
-    return ("UPDATE incidents SET closed_at = ? WHERE monitor = ? AND closed_at IS NULL", (at, monitor))
-
-
-def mark_removed(name: str, at: float) -> Statement:
-    return ("UPDATE monitors SET removed_at = ? WHERE name = ? AND removed_at IS NULL", (at, name))
-
-
-def insert_ping(pid: int, monitor: str, at: float, kind: str, exit_status: int | None,
-                rid: str | None, body: bytes | None, remote: str | None) -> Statement:
-    return (
-        "INSERT INTO pings (id, monitor, at, kind, exit_status, rid, body, remote) VALUES (?,?,?,?,?,?,?,?)",
-        (pid, monitor, at, kind, exit_status, rid, body, remote),
-    )
-
-
-def insert_run(run_id: int, monitor: str, rid: str | None, started_at: float | None, ended_at: float,
-               duration_s: float | None, exit_status: int | None, metadata: Any,
-               ping_id: int | None) -> Statement:
-    return (
-        "INSERT INTO runs (id, monitor, rid, started_at, ended_at, duration_s, exit_status, metadata, ping_id)"
-        " VALUES (?,?,?,?,?,?,?,?,?)",
-        (run_id, monitor, rid, started_at, ended_at, duration_s, exit_status,
-         None if metadata is None else json.dumps(metadata), ping_id),
-    )
-
-
-def upsert_incident(iid: int, monitor: str, seq: int, kind: str, severity: str, summary: str,
-                    opened_at: float, closed_at: float | None) -> Statement:
-    return (
-        "INSERT INTO incidents (id, monitor, seq, kind, severity, summary, opened_at, closed_at)"
-        " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at",
-        (iid, monitor, seq, kind, severity, summary, opened_at, closed_at),
-    )
-
-
-def close_incident(iid: int, closed_at: float) -> Statement:
-    return ("UPDATE incidents SET closed_at = ? WHERE id = ?", (closed_at, iid))
-
-
-def insert_incident_event(eid: int, incident_id: int, at: float, kind: str, detail: dict[str, Any]) -> Statement:
-    return (
-        "INSERT INTO incident_events (id, incident_id, at, kind, detail) VALUES (?,?,?,?,?)",
-        (eid, incident_id, at, kind, json.dumps(detail, separators=(",", ":"))),
-    )
-
-
-def insert_outbox(oid: int, channel: str, monitor: str, incident_id: int | None, event: str,
-                  payload: dict[str, Any], created_at: float) -> Statement:
-    return (
-        "INSERT INTO outbox (id, channel, monitor, incident_id, event, payload, created_at, next_attempt_at)"
-        " VALUES (?,?,?,?,?,?,?,?)",
-        (oid, channel, monitor, incident_id, event, json.dumps(payload, separators=(",", ":")),
-         created_at, created_at),
-    )
-
-
-def record_attempt(aid: int, outbox_id: int, at: float, ok: bool, status: int | None, error: str | None,
-                   answer: str | None, duration_ms: float, final_state: str,
-                   next_attempt_at: float | None) -> list[Statement]:
-    return [
-        ("INSERT INTO delivery_attempts (id, outbox_id, at, ok, status, error, answer, duration_ms)"
-         " VALUES (?,?,?,?,?,?,?,?)", (aid, outbox_id, at, int(ok), status, error, answer or None, duration_ms)),
-        ("UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
-         " next_attempt_at = COALESCE(?, next_attempt_at), sent_at = CASE WHEN ? THEN ? ELSE sent_at END"
-         " WHERE id = ?", (final_state, error, next_attempt_at, int(ok), at, outbox_id)),
-    ]
-
-
-def prune_before(table: str, column: str, cutoff: float, batch: int) -> Statement:
-    """Delete up to `batch` rows of `table` whose `column` is older than `cutoff`."""
-    assert table in ("runs", "pings") and column in ("ended_at", "at")
-    return (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < ? LIMIT ?)",
-            (cutoff, batch))
-
-
-def prune_monitor_beyond(table: str, monitor: str, keep: int, batch: int) -> Statement:
-    """Delete up to `batch` of the oldest rows of `monitor` beyond the newest `keep`."""
-    assert table in ("runs", "pings")
-    return (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE monitor = ? AND id <="
-            f" (SELECT id FROM {table} WHERE monitor = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"
-            f" ORDER BY id LIMIT ?)", (monitor, monitor, keep, batch))
-
-
-def prune_outbox(cutoff: float, batch: int) -> list[Statement]:
-    """Delivered (or abandoned) alerts and their attempts older than `cutoff`."""
-    return [
-        ("DELETE FROM delivery_attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state != 'pending'"
-         " AND created_at < ? LIMIT ?)", (cutoff, batch)),
-        ("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state != 'pending' AND created_at < ?"
-         " LIMIT ?)", (cutoff, batch)),
-    ]
-
-
-# ------------------------------------------------------------- the store
 
 
 class StoreError(Exception):

@@ -1,0 +1,121 @@
+"""The statements that write rows: pure functions from values to ``(sql, params)``.
+
+Nothing here touches a connection. Callers build a plan of statements, with
+row ids from :meth:`Store.next_id <cronwarden.store.Store.next_id>`, and hand
+it to :meth:`Store.write <cronwarden.store.Store.write>`, which commits it in
+the next group commit. Rows that a later statement in the same batch may change
+(monitors, incidents, outbox) are whole-row upserts, so that the writer's
+merging of a batch by SQL text keeps the last write of a row the one that lands.
+
+Part of the store: this module, :mod:`cronwarden.schema` and
+:mod:`cronwarden.store` hold all of cronwarden's SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+Statement = tuple[str, Sequence[Any]]
+
+
+def upsert_monitor(name: str, created_at: float, state: dict[str, Any]) -> Statement:
+    return (
+        "INSERT INTO monitors (name, created_at, state, removed_at) VALUES (?, ?, ?, NULL) "
+        "ON CONFLICT (name) DO UPDATE SET state = excluded.state, removed_at = NULL",
+        (name, created_at, json.dumps(state, separators=(",", ":"))),
+    )
+
+
+def close_open_incidents(monitor: str, at: float) -> Statement:
+    return ("UPDATE incidents SET closed_at = ? WHERE monitor = ? AND closed_at IS NULL", (at, monitor))
+
+
+def mark_removed(name: str, at: float) -> Statement:
+    return ("UPDATE monitors SET removed_at = ? WHERE name = ? AND removed_at IS NULL", (at, name))
+
+
+def insert_ping(pid: int, monitor: str, at: float, kind: str, exit_status: int | None,
+                rid: str | None, body: bytes | None, remote: str | None) -> Statement:
+    return (
+        "INSERT INTO pings (id, monitor, at, kind, exit_status, rid, body, remote) VALUES (?,?,?,?,?,?,?,?)",
+        (pid, monitor, at, kind, exit_status, rid, body, remote),
+    )
+
+
+def insert_run(run_id: int, monitor: str, rid: str | None, started_at: float | None, ended_at: float,
+               duration_s: float | None, exit_status: int | None, metadata: Any,
+               ping_id: int | None) -> Statement:
+    return (
+        "INSERT INTO runs (id, monitor, rid, started_at, ended_at, duration_s, exit_status, metadata, ping_id)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (run_id, monitor, rid, started_at, ended_at, duration_s, exit_status,
+         None if metadata is None else json.dumps(metadata), ping_id),
+    )
+
+
+def upsert_incident(iid: int, monitor: str, seq: int, kind: str, severity: str, summary: str,
+                    opened_at: float, closed_at: float | None) -> Statement:
+    return (
+        "INSERT INTO incidents (id, monitor, seq, kind, severity, summary, opened_at, closed_at)"
+        " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET closed_at = excluded.closed_at",
+        (iid, monitor, seq, kind, severity, summary, opened_at, closed_at),
+    )
+
+
+def close_incident(iid: int, closed_at: float) -> Statement:
+    return ("UPDATE incidents SET closed_at = ? WHERE id = ?", (closed_at, iid))
+
+
+def insert_incident_event(eid: int, incident_id: int, at: float, kind: str, detail: dict[str, Any]) -> Statement:
+    return (
+        "INSERT INTO incident_events (id, incident_id, at, kind, detail) VALUES (?,?,?,?,?)",
+        (eid, incident_id, at, kind, json.dumps(detail, separators=(",", ":"))),
+    )
+
+
+def insert_outbox(oid: int, channel: str, monitor: str, incident_id: int | None, event: str,
+                  payload: dict[str, Any], created_at: float) -> Statement:
+    return (
+        "INSERT INTO outbox (id, channel, monitor, incident_id, event, payload, created_at, next_attempt_at)"
+        " VALUES (?,?,?,?,?,?,?,?)",
+        (oid, channel, monitor, incident_id, event, json.dumps(payload, separators=(",", ":")),
+         created_at, created_at),
+    )
+
+
+def record_attempt(aid: int, outbox_id: int, at: float, ok: bool, status: int | None, error: str | None,
+                   answer: str | None, duration_ms: float, final_state: str,
+                   next_attempt_at: float | None) -> list[Statement]:
+    return [
+        ("INSERT INTO delivery_attempts (id, outbox_id, at, ok, status, error, answer, duration_ms)"
+         " VALUES (?,?,?,?,?,?,?,?)", (aid, outbox_id, at, int(ok), status, error, answer or None, duration_ms)),
+        ("UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
+         " next_attempt_at = COALESCE(?, next_attempt_at), sent_at = CASE WHEN ? THEN ? ELSE sent_at END"
+         " WHERE id = ?", (final_state, error, next_attempt_at, int(ok), at, outbox_id)),
+    ]
+
+
+def prune_before(table: str, column: str, cutoff: float, batch: int) -> Statement:
+    """Delete up to `batch` rows of `table` whose `column` is older than `cutoff`."""
+    assert table in ("runs", "pings") and column in ("ended_at", "at")
+    return (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < ? LIMIT ?)",
+            (cutoff, batch))
+
+
+def prune_monitor_beyond(table: str, monitor: str, keep: int, batch: int) -> Statement:
+    """Delete up to `batch` of the oldest rows of `monitor` beyond the newest `keep`."""
+    assert table in ("runs", "pings")
+    return (f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE monitor = ? AND id <="
+            f" (SELECT id FROM {table} WHERE monitor = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"
+            f" ORDER BY id LIMIT ?)", (monitor, monitor, keep, batch))
+
+
+def prune_outbox(cutoff: float, batch: int) -> list[Statement]:
+    """Delivered (or abandoned) alerts and their attempts older than `cutoff`."""
+    return [
+        ("DELETE FROM delivery_attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state != 'pending'"
+         " AND created_at < ? LIMIT ?)", (cutoff, batch)),
+        ("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state != 'pending' AND created_at < ?"
+         " LIMIT ?)", (cutoff, batch)),
+    ]
