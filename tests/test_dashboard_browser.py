@@ -54,7 +54,9 @@ async def test_a_monitor_page_shows_runs_and_job_output_as_text(daemon: DaemonFa
     await d.ping("web/1", method="POST", data=b"<script>window.pwned=1</script><b>bold</b>")
     await d.ping("web/0", method="POST", data=b"all good")
     page = await browser.new_page()
-    await page.goto(d.url + "/monitors/web")
+    response = await page.goto(d.url + "/monitors/web")
+    assert response is not None and "script-src" not in (csp := response.headers["content-security-policy"])
+    assert "default-src 'none'" in csp  # no script may run at all
     runs = page.locator("#runs tbody tr")
     assert await runs.count() == 2
     assert "<script>window.pwned=1</script><b>bold</b>" in await runs.nth(1).inner_text()
