@@ -4,6 +4,7 @@ port, and a real HTTP receiver for webhooks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -63,6 +64,19 @@ class Receiver:
     def events(self, monitor: str | None = None) -> list[str]:
         return [g.body["event"] + ("+reminder" if g.body.get("reminder") else "")
                 for g in self.got if monitor is None or g.body["monitor"] == monitor]
+
+
+@contextlib.asynccontextmanager
+async def local_app(app: web.Application, port: int = 0) -> AsyncIterator[int]:
+    """Serve `app` on 127.0.0.1 (a free port unless given) for the block; yields the port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture

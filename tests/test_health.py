@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from conftest import DaemonFactory, Receiver
+from conftest import DaemonFactory, Receiver, local_app
 from cronwarden import health
 from cronwarden.config import parse_config
 from cronwarden.daemon import Daemon
@@ -22,12 +22,7 @@ async def test_the_heartbeat_url_is_pinged_while_the_daemon_is_healthy(daemon: D
 
     app = web.Application()
     app.router.add_get("/hb", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with local_app(app) as port:
         d = await daemon(f"server: {{listen: '127.0.0.1:0', database: cw.db, "
                          f"heartbeat_url: 'http://127.0.0.1:{port}/hb', heartbeat_every: 1s}}\n"
                          "monitors: {a: {every: 1h}}\n")
@@ -35,8 +30,6 @@ async def test_the_heartbeat_url_is_pinged_while_the_daemon_is_healthy(daemon: D
         assert len(hits) >= 2
         status, text = await d.request("GET", "/healthz")
         assert status == 200 and '"status": "ok"' in text
-    finally:
-        await runner.cleanup()
 
 
 async def test_healthz_is_503_with_the_reason_when_the_timer_is_dead(tmp_path: Path) -> None:
@@ -59,9 +52,9 @@ async def test_healthz_is_503_with_the_reason_when_the_timer_is_dead(tmp_path: P
 
 async def test_healthz_answers_503_when_an_alert_waits_too_long(daemon: DaemonFactory, receiver: Receiver,
                                                                 monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    d = await daemon(f"server: {{listen: '127.0.0.1:0', database: cw.db}}\n"
-                     f"channels: {{dead: {{type: webhook, url: 'http://127.0.0.1:9/x', timeout: 1s}}}}\n"
-                     f"monitors: {{a: {{every: 1h, channels: [dead]}}}}\n")
+    d = await daemon("server: {listen: '127.0.0.1:0', database: cw.db}\n"
+                     "channels: {dead: {type: webhook, url: 'http://127.0.0.1:9/x', timeout: 1s}}\n"
+                     "monitors: {a: {every: 1h, channels: [dead]}}\n")
     await d.ping("a/fail")
     # Age the pending alert in the database as if it had waited 20 minutes.
     import sqlite3
