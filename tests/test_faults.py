@@ -79,7 +79,8 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
 async def test_a_full_disk_answers_503_says_so_and_recovers_by_itself(
         daemon: DaemonFactory, receiver: Receiver, small_disk: Path) -> None:
     d = await daemon(f"server: {{listen: '127.0.0.1:0', database: '{small_disk}/cw.db'}}\n"
-                     "monitors: {a: {every: 1h}}\n")
+                     f"channels: {{hook: {{type: webhook, url: '{receiver.url}', group_window: 0}}}}\n"
+                     "monitors:\n  a: {every: 1h, channels: [hook]}\n  b: {every: 3s, grace: 0, channels: [hook]}\n")
     assert await d.ping("a") == (200, "OK")
     filler = small_disk / "filler"
     with open(filler, "wb") as f:  # fill the filesystem to the last byte
@@ -95,10 +96,15 @@ async def test_a_full_disk_answers_503_says_so_and_recovers_by_itself(
     assert status == 503 and "ping not recorded" in text
     status, health = await d.request("GET", "/healthz")
     assert status == 503 and "database write failed" in health
+    # b falls due while the disk is full: its alert cannot be written yet, and is not lost.
+    await d.wait_for_log("re-read from the database after a failed write", timeout=10)
+    assert receiver.events("b") == []
     filler.unlink()
     assert await d.ping("a", method="POST", data=body) == (200, "OK")
     status, _ = await d.request("GET", "/healthz")
     assert status == 200
+    got = await receiver.wait_for(lambda b: b["monitor"] == "b" and b["event"] == "missed")
+    assert got.body["incident"] is not None
 
 
 async def test_a_target_that_hangs_slows_neither_pings_nor_the_timer(daemon: DaemonFactory) -> None:

@@ -29,6 +29,7 @@ class Outcome:
     channels: set[str] = field(default_factory=set)  # channels to wake after commit
     logged: list[dict[str, Any]] = field(default_factory=list)  # alerts with no channel: log them
     alerts: int = 0  # alerts this decision raised (sent or recorded), for /metrics
+    monitor: str = ""  # whose state the statements change
 
 
 def tail(body: bytes | None, limit: int = LOG_TAIL_BYTES) -> str:
@@ -98,7 +99,7 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
                  suppressed: list[str] | None = None, ack_url: Callable[[int], str] | None = None) -> Outcome:
     """Statements for `decision`'s alerts. `suppressed`: monitors that depend on this
     one and are down meanwhile; their alerts were not sent, so this one lists them."""
-    out = Outcome(alerts=len(decision.alerts))
+    out = Outcome(alerts=len(decision.alerts), monitor=cfg.name)
     at = now.timestamp()
     for alert in decision.alerts:
         incident_id = None

@@ -39,7 +39,7 @@ from .config import Config, ConfigError, MonitorConfig, parse_config
 from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Ping, Tick
 from .ratelimit import RateLimiter
-from .store import Statement, Store
+from .store import Statement, Store, StoreError
 from .wheel import Clock, TimerWheel
 
 log = logging.getLogger("cronwarden")
@@ -355,9 +355,17 @@ class Daemon:
         return decision, outcome
 
     async def commit(self, outcomes: list[alerts.Outcome]) -> None:
+        """Commit what plan() built. If the commit fails, the in-memory state that
+        plan() already advanced is put back from the database, so an incident opened
+        in memory whose alert rows never landed is raised again (on the next Tick
+        or ping) instead of being lost."""
         statements = [s for o in outcomes for s in o.statements]
         if statements:
-            await self.store.write(statements)
+            try:
+                await self.store.write(statements)
+            except StoreError:
+                await self._resync({o.monitor for o in outcomes if o.monitor})
+                raise
         for outcome in outcomes:
             for payload in outcome.logged:
                 from .channels.log import format_line
@@ -367,6 +375,22 @@ class Daemon:
                 worker = self.workers.get(channel)
                 if worker:
                     worker[0].wake.set()
+
+    async def _resync(self, names: set[str]) -> None:
+        """Reload `names`' state from the database (the truth after a failed commit)."""
+        try:
+            stored = await self.store.load_monitors()
+            self.incident_ids = await self.store.incident_ids()
+        except StoreError:
+            log.error("cannot re-read state after a failed write; it is re-read at the next start")
+            return
+        now = self.clock.now()
+        for name in names:
+            if name in self.states:
+                statements: list[Statement] = []
+                self.states[name] = self._adopt(name, stored.get(name), now, statements)
+                self._schedule(name)
+        log.warning("state of %d monitor(s) re-read from the database after a failed write", len(names))
 
     async def ping(self, name: str, kind: monitor.PingKind, *, exit_status: int | None = None,
                    rid: str | None = None, metadata: dict | None = None, body: bytes | None = None,
