@@ -104,3 +104,17 @@ async def test_no_secret_appears_in_logs_api_dashboard_or_alerts(daemon: DaemonF
     everything = "\n".join(seen)
     for name, value in SECRETS.items():
         assert value not in everything, name
+
+
+async def test_another_sites_page_cannot_post_to_the_api_or_the_dashboard(daemon: DaemonFactory,
+                                                                          receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  job: {every: 1h}"))
+    for path in ("/api/v1/monitors/job/pause", "/monitors/job/pause"):
+        status, _ = await d.request("POST", path, data=b'{"for": "1h"}',
+                                    headers={"Origin": "https://evil.example", "Content-Type": "text/plain"})
+        assert status == 403, path
+        status, _ = await d.request("POST", path, headers={"Sec-Fetch-Site": "cross-site"})
+        assert status == 403, path
+    assert (await d.api("monitors/job"))["status"] != "paused"
+    status, _ = await d.request("POST", "/api/v1/monitors/job/pause", json={"for": "1h"})  # the CLI's way
+    assert status == 200

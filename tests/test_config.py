@@ -178,3 +178,12 @@ def test_every_config_key_is_documented_in_the_readme() -> None:
     missing = [f"{section}.{key}" for section, keys in all_documented_keys().items()
                for key in keys if f"`{key.split('.')[-1]}`" not in readme]
     assert not missing, f"keys missing from README.md: {missing}"
+
+
+def test_an_unknown_channel_in_defaults_escalate_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        channels: {pager: {type: log}}
+        defaults: {escalate: [{after: 15m, channels: [pagr]}]}
+        monitors: {a: {every: 1h}}
+    """)
+    assert len(found) == 1 and "defaults escalate uses unknown channel 'pagr' (did you mean 'pager'?)" in found[0]

@@ -275,6 +275,12 @@ async def test_alerts_of_a_monitor_whose_dependency_is_down_are_recorded_not_sen
     assert (await d.api("monitors/report"))["status"] == "down"
     await asyncio.sleep(0.5)
     assert receiver.events() == ["failed"]
+    # db's alerts list report as down too; when db recovers, report (still failing) pages on its own.
+    await d.ping("db")
+    recovered = await receiver.wait_for(lambda b: b["event"] == "recovered" and b["monitor"] == "db")
+    assert recovered.body["suppressed"] == ["report"]
+    got = await receiver.wait_for(lambda b: b["monitor"] == "report")
+    assert got.body["event"] == "failed" and "now that what it depends on is up" in got.body["summary"]
 
 
 async def test_a_monitor_removed_and_added_back_is_due_from_its_return_and_keeps_history(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
@@ -81,10 +82,12 @@ async def test_a_maintenance_window_holds_alerts_and_releases_those_still_failin
         daemon: DaemonFactory, receiver: Receiver) -> None:
     now = datetime.now(timezone.utc)
     start = now.replace(second=0, microsecond=0)
-    duration = int((now - start).total_seconds()) + 6  # the window ends about 6 s from now
+    duration = int((now - start).total_seconds()) + 8  # the window ends about 8 s from now
     window = (f"maintenance:\n  - {{monitors: [db, web], cron: '{start.minute} {start.hour} * * *', "
               f"duration: {duration}}}\n")
     d = await daemon(config(receiver, "  db: {every: 1h}\n  web: {every: 1h}") + window)
+    d.signal(signal.SIGHUP)  # a reload keeps the windows
+    await d.wait_for_log("configuration reloaded")
     await d.ping("db/fail")
     await d.ping("web/fail")
     await d.ping("web")  # web recovers inside the window: nothing is ever sent for it

@@ -311,6 +311,11 @@ def test_escalation_steps_fire_while_unacknowledged_and_recovery_reaches_them() 
                     escalate=(Escalation(900, ("pager",)), Escalation(3600, ("boss",))))
     run = Run(cfg)
     run(FAIL, 0)
+    # First the job also misses its next run (recorded in the incident, not sent)...
+    assert next_deadline(cfg, run.state) == at(360)
+    _, alerts = run.tick_at_deadline()
+    assert [(a.kind, a.notify) for a in alerts] == [(AlertKind.MISSED, False)]
+    # ...then the escalation steps.
     assert next_deadline(cfg, run.state) == at(900)
     _, alerts = run.tick_at_deadline()
     assert [(a.escalation, channels_for(cfg, a)) for a in alerts] == [(1, ["pager"])]
@@ -324,4 +329,40 @@ def test_escalation_steps_fire_while_unacknowledged_and_recovery_reaches_them() 
 def test_an_incident_with_nothing_left_to_watch_has_no_deadline() -> None:
     run = Run(heartbeat(repeat=0))
     run(FAIL, 0)
+    run.tick_at_deadline()  # the missed run is noted once
     assert next_deadline(run.cfg, run.state) is None
+
+
+def test_a_job_that_stops_during_an_acknowledged_incident_pages_again() -> None:
+    from cronwarden.monitor import Ack
+
+    run = Run(heartbeat(repeat=0, rules=(parse_rule("records == 0"),)))
+    run(Ping(PingKind.SUCCESS, metadata={"records": 0}), 0)  # 'rule' incident
+    run(Ack(by="alice", via="cli"), 10)
+    _, alerts = run.tick_at_deadline()  # then the job stops running
+    assert [(a.kind, a.notify) for a in alerts] == [(AlertKind.MISSED, True)]
+    assert "also did not run" in alerts[0].summary
+    assert next_deadline(run.cfg, run.state) is None  # once
+
+
+def test_an_alert_silenced_by_a_dependency_is_announced_when_the_dependency_is_up() -> None:
+    run = Run(heartbeat(repeat=0))
+    run(FAIL, 0, silenced=True)
+    assert run.sent() == []
+    alerts = run(Tick(), 100)  # the dependency recovered: the daemon ticks this monitor
+    assert [(a.kind, a.notify) for a in alerts] == [(AlertKind.FAILED, True)]
+    assert "now that what it depends on is up" in alerts[0].summary
+
+
+def test_an_escalation_due_inside_a_maintenance_window_waits_for_its_end() -> None:
+    from cronwarden.config import Escalation
+
+    cfg = heartbeat(every=86400, repeat=0, channels=("ops",), escalate=(Escalation(600, ("pager",)),))
+    run = Run(cfg)
+    run(FAIL, 0)
+    window_end = at(3600)
+    assert next_deadline(cfg, run.state, window_end) == window_end
+    decision = step(cfg, run.state, Tick(), at(700), maintenance_until=window_end)
+    assert decision.alerts == () and decision.state.incident.escalated == 0
+    decision = step(cfg, run.state, Tick(), at(3600))
+    assert [a.escalation for a in decision.alerts] == [1]

@@ -119,3 +119,35 @@ async def test_retention_of_100000_runs_keeps_writes_flowing(tmp_path: Path) -> 
         assert max(latencies) < 2.0
     finally:
         await store.close()
+
+
+async def test_an_incident_opened_and_closed_in_one_group_commit_ends_closed(tmp_path: Path) -> None:
+    """Statements are merged by SQL text: a close must never run before the open."""
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        await store.write([sql.upsert_incident(1, "x", 1, "failed", "warning", "x failed", 1.0, None)])
+        await asyncio.gather(
+            store.write([sql.close_incident(1, "x", 1, 2.0)]),
+            store.write([sql.upsert_incident(2, "y", 1, "failed", "warning", "y failed", 3.0, None)]),
+            store.write([sql.close_incident(2, "y", 1, 4.0)]),
+        )
+        rows = {r["id"]: (r["closed_at"], r["summary"]) for r in await store.fetchall("SELECT * FROM incidents")}
+        assert rows == {1: (2.0, "x failed"), 2: (4.0, "y failed")}
+    finally:
+        await store.close()
+
+
+async def test_the_next_delivery_time_ignores_rows_waiting_behind_an_earlier_one(tmp_path: Path) -> None:
+    """A recovery queued behind its trigger (in backoff) is not due before the trigger:
+    counting it made the delivery worker spin until the trigger's retry."""
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        await store.write([sql.insert_outbox(1, "hook", "m", 7, "failed", {}, 100.0),
+                           sql.insert_outbox(2, "hook", "m", 7, "recovered", {}, 200.0),
+                           ("UPDATE outbox SET next_attempt_at = 900.0 WHERE id = 1", ())])
+        assert await store.next_outbox_time("hook") == 900.0
+        assert [r["id"] for r in await store.due_outbox("hook", 1000.0)] == [1]
+    finally:
+        await store.close()

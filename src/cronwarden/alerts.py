@@ -112,7 +112,7 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
                     cfg.severity.value, alert.summary, at, None))
             incident_id = incident_ids[key]
             if alert.closes:
-                out.statements.append(sql.close_incident(incident_id, at))
+                out.statements.append(sql.close_incident(incident_id, cfg.name, alert.incident_seq, at))
         payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed, ack_url)
         if incident_id is not None:
             kind = "reminder" if alert.reminder else alert.kind.value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+from urllib.parse import urlsplit
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -32,8 +33,19 @@ def authorized(request: web.Request) -> bool:
             | hmac.compare_digest(cookie.encode(), token.encode()))
 
 
+def cross_site(request: web.Request) -> bool:
+    """A state-changing request sent by another site's page in the operator's browser
+    (the browser says so in Sec-Fetch-Site or Origin). The CLI and curl send neither."""
+    if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    return origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host)
+
+
 def _auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
     async def wrapped(request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD") and cross_site(request):
+            return web.json_response({"error": "refused: sent from another site"}, status=403)
         if not authorized(request):
             if not request.path.startswith("/api/"):
                 raise web.HTTPSeeOther("/login")  # a person at the dashboard

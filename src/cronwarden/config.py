@@ -148,6 +148,9 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
 
     if deferred_defaults:
         _check_channels(deferred_defaults[0], deferred_defaults[1], channels, ctx, "defaults")
+    if "escalate" in defaults:
+        for step in defaults["escalate"][0]:
+            _check_channels(step.channels, defaults["escalate"][1], channels, ctx, "defaults escalate")
     routes = _read_section(sections["routes"], ctx, "routes", ROUTE_KEYS) if "routes" in sections else {}
     for route_channels, node in routes.values():
         _check_channels(route_channels, node, channels, ctx, "routes")

@@ -100,6 +100,7 @@ class Daemon:
         self._background: set[asyncio.Future[object]] = set()
         self._stopped = False
         self._reload_lock = asyncio.Lock()
+        self._force_tick: set[str] = set()  # monitors to Tick at once whatever their deadline
 
     # ------------------------------------------------------------ lifecycle
 
@@ -251,6 +252,10 @@ class Daemon:
         try:
             text = await self._settled_text(path)
             new = parse_config(text, Path(path))
+            if not self.config.server.is_loopback and not new.server.api_token():
+                raise ConfigError([f"{path}:1:1: refusing a config that leaves the API without a token while "
+                                   f"listening on {self.config.server.host}: set server.api_token_env and "
+                                   f"that environment variable"])
         except ConfigError as exc:
             self.stats.reload_errors += 1
             for problem in exc.problems:
@@ -281,8 +286,14 @@ class Daemon:
         for key in ("host", "port", "database"):
             if getattr(old.server, key) != getattr(new.server, key):
                 log.warning("server.%s changed: restart the daemon for it to take effect", key)
-        new = Config(path=new.path, server=_keep_bind(old, new), channels=new.channels, monitors=new.monitors)
+        new = replace(new, server=_keep_bind(old, new))
         now = self.clock.now()
+        removed_channels = [name for name in old.channels if name not in new.channels]
+        if removed_channels:
+            given_up = await self.store.give_up_channels(removed_channels, now.timestamp())
+            if given_up:
+                log.warning("%d pending alert(s) for removed channel(s) %s were given up", given_up,
+                            ", ".join(removed_channels))
         statements: list[Statement] = []
         for name in list(self.states):
             if name not in new.monitors:
@@ -352,6 +363,15 @@ class Daemon:
             statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
             self.states[name] = state
         self._schedule(name)
+        if any(a.closes for a in decision.alerts):
+            # Monitors whose alerts this one's outage silenced are checked again now:
+            # one still failing is announced on its own.
+            for dependent in self.dependents.get(name, ()):
+                dep_state = self.states.get(dependent)
+                if dep_state is not None and dep_state.incident is not None and not dep_state.incident.notified:
+                    self._force_tick.add(dependent)
+                    self.wheel.schedule(dependent, now.timestamp())
+                    self._rearm.set()
         return decision, outcome
 
     async def commit(self, outcomes: list[alerts.Outcome]) -> None:
@@ -380,7 +400,7 @@ class Daemon:
         """Reload `names`' state from the database (the truth after a failed commit)."""
         try:
             stored = await self.store.load_monitors()
-            self.incident_ids = await self.store.incident_ids()
+            self.incident_ids.update(await self.store.incident_ids())
         except StoreError:
             log.error("cannot re-read state after a failed write; it is re-read at the next start")
             return
@@ -397,9 +417,10 @@ class Daemon:
                    remote: str | None = None) -> None:
         """Record one ping; returns once it is committed (raises StoreError if it cannot be)."""
         if kind is not monitor.PingKind.START and kind is not monitor.PingKind.LOG and name not in self.history:
-            await self._load_history(name)
-            if name not in self.states:
-                raise UnknownMonitor(name)  # removed by a reload while we read
+            # Read recent durations in the background: awaiting them here would let a
+            # later ping of the same job (its next start) overtake this one.
+            self.history[name] = deque(maxlen=stats.HISTORY)
+            self._spawn(self._load_history(name))
         now = self.clock.now()
         event = Ping(kind, rid=rid, exit_status=exit_status, metadata=metadata)
         _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
@@ -418,8 +439,13 @@ class Daemon:
 
     async def _load_history(self, name: str) -> None:
         """Recent durations, read once per monitor on its first run end after start-up."""
-        durations = await self.store.recent_durations(name, stats.HISTORY)
-        self.history.setdefault(name, deque(durations, maxlen=stats.HISTORY))
+        try:
+            durations = await self.store.recent_durations(name, stats.HISTORY)
+        except StoreError:
+            return
+        current = self.history.get(name)
+        if current is not None:  # durations recorded meanwhile come after the stored ones
+            self.history[name] = deque([*durations, *current], maxlen=stats.HISTORY)
 
     async def test_alert(self, channel: str) -> int:
         """Queue a test alert for `channel` through the outbox; returns its outbox id."""
@@ -441,8 +467,7 @@ class Daemon:
 
     def _deadline(self, name: str) -> datetime | None:
         state = self.states[name]
-        held = state.incident is not None and state.incident.held
-        until = self._maintenance(name, self.clock.now()) if held else None
+        until = self._maintenance(name, self.clock.now()) if state.incident is not None else None
         return monitor.next_deadline(self.config.monitors[name], state, until)
 
     def ack_url(self, incident_id: int) -> str:
@@ -495,6 +520,9 @@ class Daemon:
             if name not in self.states:
                 continue  # removed by a reload
             deadline = self._deadline(name)
+            if name in self._force_tick:
+                self._force_tick.discard(name)
+                deadline = now
             if deadline is None:
                 continue
             if deadline > now:

@@ -144,6 +144,7 @@ class Incident:
     acked: bool = False
     escalated: int = 0  # escalation steps sent so far
     held: bool = False  # opened inside a maintenance window: announced when it ends, if still open
+    missed_noted: bool = False  # the job also stopped running during this incident (recorded once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,7 @@ class MonitorState:
             "open_runs": [[ts(r.started_at), r.rid, r.hung] for r in self.open_runs],
             "incident": None if inc is None else [inc.seq, inc.kind.value, ts(inc.opened_at), inc.notified,
                                                   ts(inc.last_notified_at), inc.acked, inc.escalated,
-                                                  inc.held],
+                                                  inc.held, inc.missed_noted],
             "incident_count": self.incident_count,
             "last_duration": self.last_duration,
             "paused": self.paused,
@@ -204,6 +205,7 @@ class MonitorState:
             incident=None if inc is None else Incident(
                 inc[0], AlertKind(inc[1]), dt(inc[2]), bool(inc[3]), dt(inc[4]), bool(inc[5]),  # type: ignore[arg-type]
                 int(inc[6]) if len(inc) > 6 else 0, bool(inc[7]) if len(inc) > 7 else False,
+                bool(inc[8]) if len(inc) > 8 else False,
             ),
             incident_count=int(data.get("incident_count", 0)),
             last_duration=data.get("last_duration"),
@@ -316,15 +318,17 @@ def next_deadline(cfg: MonitorConfig, state: MonitorState,
     candidates: list[datetime] = []
     if state.incident is not None and state.incident.held:
         candidates.append(maintenance_until or state.incident.opened_at)
-    if state.incident is None:
+    incident = state.incident
+    if incident is None or (incident.kind is not AlertKind.MISSED and not incident.missed_noted):
         candidates.append(missed_deadline(cfg, state))
-    elif state.incident.notified and not state.incident.acked:
-        incident = state.incident
+    if incident is not None and incident.notified and not incident.acked:
         if cfg.repeat > 0:
             last = incident.last_notified_at or incident.opened_at
             candidates.append(last + timedelta(seconds=cfg.repeat))
         if incident.escalated < len(cfg.escalate):
-            candidates.append(incident.opened_at + timedelta(seconds=cfg.escalate[incident.escalated].after))
+            step_at = incident.opened_at + timedelta(seconds=cfg.escalate[incident.escalated].after)
+            # Escalation waits for the end of a maintenance window rather than being spent in it.
+            candidates.append(max(step_at, maintenance_until) if maintenance_until else step_at)
     live = [r for r in state.open_runs if not r.hung]
     if cfg.max_silence is not None and live:
         heard = max(state.last_ping or live[-1].started_at, live[-1].started_at)

@@ -63,8 +63,11 @@ def upsert_incident(iid: int, monitor: str, seq: int, kind: str, severity: str, 
     )
 
 
-def close_incident(iid: int, closed_at: float) -> Statement:
-    return ("UPDATE incidents SET closed_at = ? WHERE id = ?", (closed_at, iid))
+def close_incident(iid: int, monitor: str, seq: int, closed_at: float) -> Statement:
+    """Closing is the same upsert as opening (only closed_at changes on conflict), so
+    in a group commit, which merges statements by SQL text, a close can never run
+    before the insert of an incident opened earlier in the same batch."""
+    return upsert_incident(iid, monitor, seq, "unknown", "info", "", closed_at, closed_at)
 
 
 def insert_incident_event(eid: int, incident_id: int, at: float, kind: str, detail: dict[str, Any]) -> Statement:

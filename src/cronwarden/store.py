@@ -281,7 +281,9 @@ class Store:
 
     async def next_outbox_time(self, channel: str) -> float | None:
         row = await self.fetchone(
-            "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state = 'pending' AND channel = ?", (channel,))
+            "SELECT MIN(o.next_attempt_at) AS t FROM outbox o WHERE o.state = 'pending' AND o.channel = ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.state = 'pending' AND e.channel = o.channel"
+            "   AND e.incident_id = o.incident_id AND e.id < o.id)", (channel,))
         return None if row is None or row["t"] is None else float(row["t"])
 
     async def monitors_over(self, table: str, keep: int) -> list[str]:
@@ -327,6 +329,24 @@ class Store:
 
     async def attempts(self, outbox_id: int) -> list[sqlite3.Row]:
         return await self.fetchall("SELECT * FROM delivery_attempts WHERE outbox_id = ? ORDER BY id", (outbox_id,))
+
+    async def give_up_channels(self, channels: list[str], at: float) -> int:
+        """Pending alerts of channels that no longer exist: marked dead (no worker would
+        ever send them), with a note in their incidents."""
+        marks = ",".join("?" * len(channels))
+        rows = await self.fetchall(f"SELECT id, incident_id, channel FROM outbox WHERE state = 'pending'"
+                                   f" AND channel IN ({marks})", channels)
+        if not rows:
+            return 0
+        statements: list[Statement] = [(f"UPDATE outbox SET state = 'dead', last_error = 'channel removed'"
+                                        f" WHERE state = 'pending' AND channel IN ({marks})", channels)]
+        for row in rows:
+            if row["incident_id"] is not None:
+                statements.append(insert_incident_event(
+                    self.next_id("incident_events"), row["incident_id"], at, "delivery_failed",
+                    {"channel": row["channel"], "outbox": row["id"], "error": "the channel was removed from the config"}))
+        await self.write(statements)
+        return len(rows)
 
     async def oldest_pending_outbox(self) -> float | None:
         row = await self.fetchone("SELECT MIN(created_at) AS t FROM outbox WHERE state = 'pending'")

@@ -257,6 +257,7 @@ class _Builder:
                         expected_at=run.started_at + limit,
                     )
         self.check_silence()
+        self.check_missed_during_incident()
         if self.state.incident is None:
             due = due_at(cfg, self.state)
             if due + timedelta(seconds=cfg.grace) <= now:
@@ -279,19 +280,41 @@ class _Builder:
                     incident.seq, notify=not self.silenced, reminder=True, escalated=incident.escalated,
                 ))
 
-    def release_held(self) -> None:
-        """An incident that opened during maintenance and is still open when the window
-        ends is announced now."""
+    def check_missed_during_incident(self) -> None:
+        """The job stopped running while another incident (failed, rule, hung, overlap)
+        is open: recorded once in that incident, and sent if the incident was
+        acknowledged (the people who silenced it must hear that the job is gone too)."""
+        cfg, now = self.cfg, self.now
         incident = self.state.incident
-        if incident is None or not incident.held or self.maintenance_until is not None:
+        if incident is None or incident.kind is AlertKind.MISSED or incident.missed_noted:
+            return
+        due = due_at(cfg, self.state)
+        if due + timedelta(seconds=cfg.grace) > now:
+            return
+        self.state = replace(self.state, incident=replace(incident, missed_noted=True))
+        last = self.state.last_success
+        since = f"last success {_iso(last)}" if last else "never succeeded"
+        self.alerts.append(Alert(
+            AlertKind.MISSED, now,
+            f"{cfg.name} also did not run: expected by {_iso(due)} ({since}) during its open "
+            f"{incident.kind.value} incident",
+            incident.seq, notify=incident.notified and incident.acked and not self.silenced, expected_at=due,
+        ))
+
+    def release_held(self) -> None:
+        """An incident nobody was told about is announced once that is allowed: it opened
+        during maintenance and the window is over, or it opened while a dependency was
+        down (silenced) and the dependency is up again."""
+        incident = self.state.incident
+        if incident is None or incident.notified or self.maintenance_until is not None or self.silenced:
             return
         notify = not self.silenced
         self.state = replace(self.state, incident=replace(
             incident, held=False, notified=notify, last_notified_at=self.now if notify else None))
+        why = "after its maintenance window" if incident.held else "now that what it depends on is up"
         self.alerts.append(Alert(
             incident.kind, self.now,
-            f"{self.cfg.name} is still {incident.kind.value} after its maintenance window "
-            f"(since {_iso(incident.opened_at)})",
+            f"{self.cfg.name} is still {incident.kind.value} {why} (since {_iso(incident.opened_at)})",
             incident.seq, notify=notify, expected_at=incident.opened_at,
         ))
 
@@ -339,8 +362,11 @@ class _Builder:
         self.note("resumed", by=by)
 
     def check_escalation(self) -> None:
-        """Send each `escalate` step whose time has come while the incident is unacknowledged."""
+        """Send each `escalate` step whose time has come while the incident is unacknowledged
+        (not inside a maintenance window: the step waits for its end)."""
         cfg, now = self.cfg, self.now
+        if self.maintenance_until is not None:
+            return
         incident = self.state.incident
         while (incident is not None and incident.notified and not incident.acked
                and incident.escalated < len(cfg.escalate)
