@@ -64,6 +64,12 @@ async def acknowledge(daemon: "Daemon", incident_id: int, by: str, via: str, not
         raise ActionError(409, str(exc)) from None
 
 
+def _text_field(data: dict[str, Any], key: str, limit: int = 2000) -> str | None:
+    """A free-text field of a JSON body as a string (whatever JSON type was sent)."""
+    value = data.get(key)
+    return None if value is None else str(value)[:limit]
+
+
 def _who(request: web.Request, data: dict[str, Any]) -> str:
     return str(data.get("by") or request.headers.get("X-Cronwarden-User") or "api")[:100]
 
@@ -95,7 +101,7 @@ async def api_ack(request: web.Request) -> web.Response:
     data = await _body(request)
     incident_id = _incident_id(request)
     await acknowledge(request.app[DAEMON], incident_id, _who(request, data), str(data.get("via") or "api")[:20],
-                      data.get("note"))
+                      _text_field(data, "note"))
     return web.json_response({"acknowledged": incident_id})
 
 
@@ -106,7 +112,7 @@ async def api_resolve(request: web.Request) -> web.Response:
     data = await _body(request)
     incident_id = _incident_id(request)
     name = await open_incident_monitor(daemon, incident_id)
-    await daemon.act(name, Resolve(by=_who(request, data), note=data.get("note")))
+    await daemon.act(name, Resolve(by=_who(request, data), note=_text_field(data, "note")))
     return web.json_response({"resolved": incident_id})
 
 
@@ -135,12 +141,12 @@ async def api_pause(request: web.Request) -> web.Response:
     data = await _body(request)
     name = request.match_info["name"]
     until = None
-    if data.get("for"):
+    if data.get("for") not in (None, ""):
         try:
             until = daemon.clock.now() + timedelta(seconds=parse_duration(data["for"]))
         except ValueError as exc:
             raise ActionError(400, str(exc)) from None
-    await daemon.act(name, Pause(until=until, reason=data.get("reason"), by=_who(request, data)))
+    await daemon.act(name, Pause(until=until, reason=_text_field(data, "reason"), by=_who(request, data)))
     return web.json_response({"paused": name, "until": until.isoformat() if until else None})
 
 
