@@ -71,3 +71,36 @@ async def test_a_clock_set_back_fires_nothing_early(running: tuple[Daemon, Jumpi
     assert daemon.states["quick"].incident is None
     clock.offset = 0.0
     await wait_until(lambda: daemon.states["quick"].incident is not None, MAX_SLEEP + 2)
+
+
+async def test_a_ping_waits_for_a_failing_commit_of_the_same_monitor_and_builds_on_the_truth(
+        tmp_path: Path) -> None:
+    from cronwarden.monitor import PingKind
+    from cronwarden.store import StoreError
+
+    daemon = Daemon(make_config(tmp_path, "  job: {every: 1h}"))
+    await daemon.start()
+    try:
+        real_write = daemon.store.write
+        calls = 0
+
+        async def flaky_write(statements):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                await asyncio.sleep(0.05)
+                raise StoreError("database write failed: disk I/O error (injected)")
+            return await real_write(statements)
+
+        daemon.store.write = flaky_write  # type: ignore[method-assign]
+        first, second = await asyncio.gather(daemon.ping("job", PingKind.FAIL), daemon.ping("job", PingKind.FAIL),
+                                             return_exceptions=True)
+        assert isinstance(first, StoreError) and second is None
+        state = daemon.states["job"]
+        assert state.incident is not None
+        rows = await daemon.store.fetchall("SELECT id FROM incidents WHERE monitor = 'job'")
+
+        assert len(rows) == 1 and daemon.incident_ids[("job", state.incident.seq)] == rows[0]["id"]
+        assert state.failures == 1  # the failed ping is not counted: it was answered 503
+    finally:
+        await daemon.stop()

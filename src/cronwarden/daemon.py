@@ -101,6 +101,7 @@ class Daemon:
         self._stopped = False
         self._reload_lock = asyncio.Lock()
         self._force_tick: set[str] = set()  # monitors to Tick at once whatever their deadline
+        self._inflight: dict[str, asyncio.Future[None]] = {}  # monitors between plan() and commit
 
     # ------------------------------------------------------------ lifecycle
 
@@ -421,21 +422,51 @@ class Daemon:
             # later ping of the same job (its next start) overtake this one.
             self.history[name] = deque(maxlen=stats.HISTORY)
             self._spawn(self._load_history(name))
-        now = self.clock.now()
-        event = Ping(kind, rid=rid, exit_status=exit_status, metadata=metadata)
-        _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
-        self.stats.pings += 1
-        self.counters[name][0] += 1
-        await self.commit([outcome])
+        claim = await self._claim(name)
+        try:
+            if name not in self.states:
+                raise UnknownMonitor(name)  # removed by a reload while it waited
+            now = self.clock.now()
+            event = Ping(kind, rid=rid, exit_status=exit_status, metadata=metadata)
+            _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
+            self.stats.pings += 1
+            self.counters[name][0] += 1
+            await self.commit([outcome])
+        finally:
+            self._release({name: claim})
 
     async def act(self, name: str, event: Event) -> Decision:
         """Apply a person's action (ack, resolve, pause, resume) to `name` and commit it.
         Raises monitor.IllegalEvent, with the state unchanged, when it does not apply."""
-        if name not in self.states:
-            raise UnknownMonitor(name)
-        decision, outcome = self.plan(name, event, self.clock.now())
-        await self.commit([outcome])
-        return decision
+        claim = await self._claim(name)
+        try:
+            if name not in self.states:
+                raise UnknownMonitor(name)
+            decision, outcome = self.plan(name, event, self.clock.now())
+            await self.commit([outcome])
+            return decision
+        finally:
+            self._release({name: claim})
+
+    async def _claim(self, name: str) -> asyncio.Future[None]:
+        """Wait until no change of `name` is between plan() and its commit, then hold it.
+
+        plan() steps the in-memory state before the commit; a second event of the same
+        monitor planned on top of a change whose commit then fails would build on a
+        state the database never had. Holding the monitor until the commit is done
+        (or failed and re-read) rules that out; other monitors are not held up."""
+        while (busy := self._inflight.get(name)) is not None:
+            await asyncio.wait([busy])
+        claim: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[name] = claim
+        return claim
+
+    def _release(self, claims: dict[str, asyncio.Future[None]]) -> None:
+        for name, claim in claims.items():
+            if self._inflight.get(name) is claim:
+                del self._inflight[name]
+            if not claim.done():
+                claim.set_result(None)
 
     async def _load_history(self, name: str) -> None:
         """Recent durations, read once per monitor on its first run end after start-up."""
@@ -516,24 +547,33 @@ class Daemon:
     async def _fire(self, names: list) -> None:
         now = self.clock.now()
         outcomes = []
-        for name in names:
-            if name not in self.states:
-                continue  # removed by a reload
-            deadline = self._deadline(name)
-            if name in self._force_tick:
-                self._force_tick.discard(name)
-                deadline = now
-            if deadline is None:
-                continue
-            if deadline > now:
-                self._schedule(name)  # early (clock stepped back, or state moved on): re-arm
-                continue
-            lateness = (now - deadline).total_seconds()
-            self.stats.last_lateness = lateness
-            self.stats.max_lateness = max(self.stats.max_lateness, lateness)
-            _, outcome = self.plan(name, Tick(), now)
-            outcomes.append(outcome)
-        await self.commit(outcomes)
+        claims: dict[str, asyncio.Future[None]] = {}
+        try:
+            for name in names:
+                if name not in self.states:
+                    continue  # removed by a reload
+                if name in self._inflight:
+                    self.wheel.schedule(name, now.timestamp() + 0.05)  # a ping is being committed: look again
+                    continue
+                deadline = self._deadline(name)
+                if name in self._force_tick:
+                    self._force_tick.discard(name)
+                    deadline = now
+                if deadline is None:
+                    continue
+                if deadline > now:
+                    self._schedule(name)  # early (clock stepped back, or state moved on): re-arm
+                    continue
+                lateness = (now - deadline).total_seconds()
+                self.stats.last_lateness = lateness
+                self.stats.max_lateness = max(self.stats.max_lateness, lateness)
+                claims[name] = asyncio.get_running_loop().create_future()
+                self._inflight[name] = claims[name]
+                _, outcome = self.plan(name, Tick(), now)
+                outcomes.append(outcome)
+            await self.commit(outcomes)
+        finally:
+            self._release(claims)
 
     async def _retention_loop(self) -> None:
         await asyncio.sleep(60)  # let start-up and the first burst of overdue alerts settle
