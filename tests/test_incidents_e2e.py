@@ -155,3 +155,17 @@ async def test_a_postmortem_of_a_real_incident_is_valid_markdown_with_every_sect
     assert len(chart.findall("{http://www.w3.org/2000/svg}rect")) == 5  # the runs with a start ping
     assert "psql: connection refused" in text and "acknowledged" in text and "db restarting" in text
     assert "\\| <b>" in text  # a pipe in job output does not break the runs table
+
+
+async def test_a_monitor_named_with_digits_is_acknowledged_by_name(daemon: DaemonFactory,
+                                                                  receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  other: {every: 1h}\n  '2024': {every: 1h}"))
+    await d.ping("other/fail")
+    await d.ping("2024/fail")
+    await receiver.wait_for(lambda b: b["monitor"] == "2024")
+    code, out = await cli(d, "ack", "2024")
+    assert code == 0, out
+    assert (await d.api("monitors/2024"))["incident"]["acknowledged"] is True
+    assert (await d.api("monitors/other"))["incident"]["acknowledged"] is False
+    code, out = await cli(d, "ack", "1")  # no monitor '1': incident 1 (other's)
+    assert code == 0 and (await d.api("monitors/other"))["incident"]["acknowledged"] is True

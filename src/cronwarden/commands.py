@@ -33,8 +33,14 @@ class Client:
 
 
 def _ident(client: Client, ident: str) -> int:
-    """An incident id, or a monitor name standing for its open incident."""
-    return int(ident) if ident.isdigit() else client.open_incident(ident)
+    """A monitor name standing for its open incident, or an incident id. A name made
+    of digits is a valid monitor name: a monitor of that name wins."""
+    if not ident.isdigit():
+        return client.open_incident(ident)
+    try:
+        return client.open_incident(ident)
+    except StatusError:
+        return int(ident)
 
 
 def run(command: str, config: Config | None, url: str | None, args: Any, out: TextIO = sys.stdout) -> int:
