@@ -70,6 +70,16 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+def webhook_url(channel: ChannelConfig) -> str:
+    """The URL a chat webhook channel posts to: `url`, or the variable `url_env` names
+    (a missing variable is transient: set it and the retry goes through)."""
+    url = channel.target_url()
+    if not url:
+        raise DeliveryError(f"channel {channel.name}: no webhook URL (url, or url_env set)",
+                            permanent=not channel.url_env)
+    return url
+
+
 def url_secrets(url: str | None) -> list[str]:
     """The parts of a webhook URL that hold its secret (the URL, its path, last
     segment and query), for redaction: a server may echo the path in an error."""

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from ..config import ChannelConfig
-from . import DeliveryError, SendContext, post, render, url_secrets
+from . import SendContext, post, render, url_secrets, webhook_url
 
 CONTENT = 2000
 EMBED_TITLE = 256
@@ -85,11 +85,6 @@ def build(payload: dict[str, Any]) -> dict[str, Any]:
     return {"content": fit(title, CONTENT, escape), "embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
-
-
 async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str, ctx: SendContext) -> int:
-    url = channel.target_url()
-    if not url:
-        raise DeliveryError(f"channel {channel.name}: no webhook URL (url, or url_env set)",
-                            permanent=not channel.url_env)
+    url = webhook_url(channel)
     return await post(channel, ctx, url, json=build(payload), secrets=url_secrets(url))

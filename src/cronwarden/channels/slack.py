@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ChannelConfig
-from . import DeliveryError, SendContext, post, render, url_secrets
+from . import SendContext, post, render, url_secrets, webhook_url
 
 BLOCK_TEXT = 3000  # characters in one section block
 FALLBACK_TEXT = 1000  # the notification text; far below the 40 000 limit on purpose
@@ -66,11 +66,6 @@ def build(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
-
-
 async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str, ctx: SendContext) -> int:
-    url = channel.target_url()
-    if not url:
-        raise DeliveryError(f"channel {channel.name}: no webhook URL (url, or url_env set)",
-                            permanent=not channel.url_env)
+    url = webhook_url(channel)
     return await post(channel, ctx, url, json=build(payload), secrets=url_secrets(url))

@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from ..config import ChannelConfig
-from . import DeliveryError, SendContext, post, render, url_secrets
+from . import SendContext, post, render, url_secrets, webhook_url
 
 MAX_BYTES = 27_000
 LOG_CHARS = 8000  # the output tail we start from before shrinking to MAX_BYTES
@@ -106,12 +106,7 @@ def build(payload: dict[str, Any]) -> bytes:
     return data
 
 
-
-
 async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str, ctx: SendContext) -> int:
-    url = channel.target_url()
-    if not url:
-        raise DeliveryError(f"channel {channel.name}: no webhook URL (url, or url_env set)",
-                            permanent=not channel.url_env)
+    url = webhook_url(channel)
     return await post(channel, ctx, url, data=build(payload),
                       headers={"Content-Type": "application/json; charset=utf-8"}, secrets=url_secrets(url))
