@@ -6,15 +6,17 @@ Lifecycle (``Daemon.run``): start → serve → stop.
    config (new monitors are due from now, removed ones keep their history but
    stop alerting), schedule every deadline (those already past fire at once),
    start the timer task, one delivery worker per channel, and the HTTP server.
-2. serve: pings and ticks go through :meth:`Daemon.apply`: the pure
-   :func:`monitor.step`, then one group-committed write of the ping, the new
-   state, the run, the incident rows and the outbox rows.
+2. serve: pings, ticks and people's actions go through :meth:`Daemon.plan`
+   (the pure :func:`transitions.step`, and every statement of the change)
+   and :meth:`Daemon.commit` (one group-committed write of the ping, the new
+   state, the run, the incident rows and the outbox rows). A monitor is held
+   from plan to commit, so no change builds on one that may not land.
 3. stop (SIGTERM/SIGINT): stop taking requests, stop the timer and the
    workers (an unfinished delivery stays pending and is retried next start),
    commit what was accepted, close the database. A second signal exits at once.
 
-SIGHUP re-reads the config; a bad file is refused with its problems logged
-and the running config stays in force.
+SIGHUP re-reads the config (:mod:`cronwarden.reload`); a bad file is refused
+with its problems logged and the running config stays in force.
 """
 
 from __future__ import annotations
@@ -24,18 +26,18 @@ import gc
 import logging
 import os
 import signal
-from pathlib import Path
 from collections import defaultdict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import aiohttp
 from aiohttp import web
 
-from . import acklinks, alerts, health, maintenance, monitor, retention, sdnotify, stats, transitions
+from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, transitions
 from . import store as sql
 from .channels import sender_for
-from .config import Config, ConfigError, MonitorConfig, parse_config
+from .channels.log import format_line
+from .config import Config, MonitorConfig
 from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Ping, Tick
 from .ratelimit import RateLimiter
@@ -63,7 +65,6 @@ class Stats:
     started_at: float = 0.0
     reloads: int = 0
     reload_errors: int = 0
-    lateness_samples: list[float] = field(default_factory=list)
 
 
 class Daemon:
@@ -72,15 +73,12 @@ class Daemon:
         self.clock = clock or Clock()
         self.store = Store(config.server.database)
         self.states: dict[str, MonitorState] = {}
-        self.by_key: dict[str, str] = config.monitor_by_key()
-        self.dependents = config.dependents()
-        self.windows = config.windows_by_monitor()
+        self.adopt_config(config)
         self.ack_secret = b""
-        self.limiter = RateLimiter(config.server.rate_limit, config.server.rate_burst)
         self.incident_ids: dict[tuple[str, int], int] = {}
-        self.history: dict[str, deque[float]] = {}
+        self.history: dict[str, deque[float]] = {}  # recent successful run durations, oldest first
         # per monitor: [pings, alerts] since start, for /metrics
-        self.counters: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # recent successful run durations, oldest first
+        self.counters: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.wheel = TimerWheel()
         self.stats = Stats()
         self.workers: dict[str, tuple[ChannelWorker, asyncio.Task[None]]] = {}
@@ -99,7 +97,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Future[object]] = set()
         self._stopped = False
-        self._reload_lock = asyncio.Lock()
+        self.reload_lock = asyncio.Lock()  # reloads run one at a time
         self._force_tick: set[str] = set()  # monitors to Tick at once whatever their deadline
         self._inflight: dict[str, asyncio.Future[None]] = {}  # monitors between plan() and commit
 
@@ -235,88 +233,16 @@ class Daemon:
     # ------------------------------------------------------------ reload
 
     async def reload_from(self, path: str | None) -> bool:
-        """SIGHUP: re-read the config. Reloads run one at a time (a storm of signals
-        queues up, and the last one reads the final file), and a file that is still
-        changing (being written) is read again until it holds still."""
-        async with self._reload_lock:
-            self.notifier.reloading()  # systemd: RELOADING=1 ... READY=1, so `systemctl reload` waits
-            ok = False
-            try:
-                ok = await self._reload(path or str(self.config.path))
-            finally:
-                self.notifier.ready(f"{self.status_line()}; configuration reloaded" if ok else
-                                    f"{self.status_line()}; reload refused (see the log), the previous "
-                                    f"configuration stays in force")
-            return ok
+        """SIGHUP: re-read the config and apply it, or refuse it (see reload.py)."""
+        return await reload.reload_from(self, path)
 
-    async def _reload(self, path: str) -> bool:
-        try:
-            text = await self._settled_text(path)
-            new = parse_config(text, Path(path))
-            if not self.config.server.is_loopback and not new.server.api_token():
-                raise ConfigError([f"{path}:1:1: refusing a config that leaves the API without a token while "
-                                   f"listening on {self.config.server.host}: set server.api_token_env and "
-                                   f"that environment variable"])
-        except ConfigError as exc:
-            self.stats.reload_errors += 1
-            for problem in exc.problems:
-                log.error("%s", problem)
-            log.error("reload refused: %d problem(s) in %s; the running config stays in force",
-                      len(exc.problems), path)
-            return False
-        await self.apply_config(new)
-        return True
-
-    @staticmethod
-    async def _settled_text(path: str, attempts: int = 20) -> str:
-        """The file's text once two reads 50 ms apart agree (an editor may be mid-write)."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-            for _ in range(attempts):
-                await asyncio.sleep(0.05)
-                again = Path(path).read_text(encoding="utf-8")
-                if again == text:
-                    return text
-                text = again
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([f"{path}:1:1: cannot read the file: {exc}"]) from None
-        raise ConfigError([f"{path}:1:1: the file kept changing while it was read; send SIGHUP again"])
-
-    async def apply_config(self, new: Config) -> None:
-        old = self.config
-        for key in ("host", "port", "database"):
-            if getattr(old.server, key) != getattr(new.server, key):
-                log.warning("server.%s changed: restart the daemon for it to take effect", key)
-        new = replace(new, server=_keep_bind(old, new))
-        now = self.clock.now()
-        removed_channels = [name for name in old.channels if name not in new.channels]
-        if removed_channels:
-            given_up = await self.store.give_up_channels(removed_channels, now.timestamp())
-            if given_up:
-                log.warning("%d pending alert(s) for removed channel(s) %s were given up", given_up,
-                            ", ".join(removed_channels))
-        statements: list[Statement] = []
-        for name in list(self.states):
-            if name not in new.monitors:
-                del self.states[name]
-                self.history.pop(name, None)
-                self.wheel.cancel(name)
-                statements.append(sql.mark_removed(name, now.timestamp()))
-        stored = await self.store.load_monitors()
-        for name in new.monitors:
-            if name not in self.states:
-                self.states[name] = self._adopt(name, stored.get(name), now, statements)
+    def adopt_config(self, new: Config) -> None:
+        """Make `new` the running config (the monitors' states are reconciled by the caller)."""
         self.config = new
         self.by_key = new.monitor_by_key()
         self.dependents = new.dependents()
         self.windows = new.windows_by_monitor()
         self.limiter = RateLimiter(new.server.rate_limit, new.server.rate_burst)
-        await self.store.write(statements)
-        for name in self.states:
-            self._schedule(name)
-        self._sync_workers()
-        self.stats.reloads += 1
-        log.info("configuration reloaded: %d monitors, %d channels", len(new.monitors), len(new.channels))
 
     # ------------------------------------------------------------ applying events
 
@@ -389,13 +315,15 @@ class Daemon:
                 raise
         for outcome in outcomes:
             for payload in outcome.logged:
-                from .channels.log import format_line
-
                 log.warning("%s (no channel configured)", format_line(payload))
             for channel in outcome.channels:
-                worker = self.workers.get(channel)
-                if worker:
-                    worker[0].wake.set()
+                self._wake(channel)
+
+    def _wake(self, channel: str) -> None:
+        """New outbox rows for `channel` are committed: its worker looks now."""
+        worker = self.workers.get(channel)
+        if worker:
+            worker[0].wake.set()
 
     async def _resync(self, names: set[str]) -> None:
         """Reload `names`' state from the database (the truth after a failed commit)."""
@@ -485,9 +413,7 @@ class Daemon:
         outbox_id = self.store.next_id("outbox")
         await self.store.write([sql.insert_outbox(outbox_id, channel, "test-alert", None, "test", payload,
                                                   now.timestamp())])
-        worker = self.workers.get(channel)
-        if worker:
-            worker[0].wake.set()
+        self._wake(channel)
         return outbox_id
 
     # ------------------------------------------------------------ timer
@@ -604,7 +530,3 @@ class Daemon:
             entry[1].cancel()
             await asyncio.gather(entry[1], return_exceptions=True)
 
-
-def _keep_bind(old: Config, new: Config):  # type: ignore[no-untyped-def]
-    """Listen address and database cannot change without a restart."""
-    return replace(new.server, host=old.server.host, port=old.server.port, database=old.server.database)

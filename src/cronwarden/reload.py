@@ -1,0 +1,116 @@
+"""SIGHUP: re-read the config, and apply it or refuse it whole.
+
+Reloads run one at a time (a storm of signals queues up on a lock, and the
+last one reads the final file), and a file that is still changing (an editor
+mid-write) is read again until two reads agree. A bad file is refused with
+its problems logged, and so is one that would leave the API without a token
+on a non-loopback address; the running config then stays in force. What a
+reload cannot change (the listen address, the database) keeps its old value
+until a restart. Monitors that stay keep their state and history; removed
+ones keep their history and stop alerting; pending alerts of removed
+channels are given up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import store as sql
+from .config import Config, ConfigError, ServerConfig, parse_config
+from .store import Statement
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("cronwarden")
+
+SETTLE_READS = 20  # reads 50 ms apart before a file still changing is refused
+
+
+async def reload_from(daemon: "Daemon", path: str | None) -> bool:
+    async with daemon.reload_lock:
+        daemon.notifier.reloading()  # systemd: RELOADING=1 ... READY=1, so `systemctl reload` waits
+        ok = False
+        try:
+            ok = await _reload(daemon, path or str(daemon.config.path))
+        finally:
+            daemon.notifier.ready(f"{daemon.status_line()}; configuration reloaded" if ok else
+                                  f"{daemon.status_line()}; reload refused (see the log), the previous "
+                                  f"configuration stays in force")
+        return ok
+
+
+async def _reload(daemon: "Daemon", path: str) -> bool:
+    try:
+        text = await settled_text(path)
+        new = parse_config(text, Path(path))
+        if not daemon.config.server.is_loopback and not new.server.api_token():
+            raise ConfigError([f"{path}:1:1: refusing a config that leaves the API without a token while "
+                               f"listening on {daemon.config.server.host}: set server.api_token_env and "
+                               f"that environment variable"])
+    except ConfigError as exc:
+        daemon.stats.reload_errors += 1
+        for problem in exc.problems:
+            log.error("%s", problem)
+        log.error("reload refused: %d problem(s) in %s; the running config stays in force",
+                  len(exc.problems), path)
+        return False
+    await apply_config(daemon, new)
+    return True
+
+
+async def settled_text(path: str, attempts: int = SETTLE_READS) -> str:
+    """The file's text once two reads 50 ms apart agree (an editor may be mid-write)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        for _ in range(attempts):
+            await asyncio.sleep(0.05)
+            again = Path(path).read_text(encoding="utf-8")
+            if again == text:
+                return text
+            text = again
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}:1:1: cannot read the file: {exc}"]) from None
+    raise ConfigError([f"{path}:1:1: the file kept changing while it was read; send SIGHUP again"])
+
+
+async def apply_config(daemon: "Daemon", new: Config) -> None:
+    old = daemon.config
+    for key in ("host", "port", "database"):
+        if getattr(old.server, key) != getattr(new.server, key):
+            log.warning("server.%s changed: restart the daemon for it to take effect", key)
+    new = replace(new, server=_keep_bind(old.server, new.server))
+    now = daemon.clock.now()
+    removed_channels = [name for name in old.channels if name not in new.channels]
+    if removed_channels:
+        given_up = await daemon.store.give_up_channels(removed_channels, now.timestamp())
+        if given_up:
+            log.warning("%d pending alert(s) for removed channel(s) %s were given up", given_up,
+                        ", ".join(removed_channels))
+    statements: list[Statement] = []
+    for name in list(daemon.states):
+        if name not in new.monitors:
+            del daemon.states[name]
+            daemon.history.pop(name, None)
+            daemon.wheel.cancel(name)
+            statements.append(sql.mark_removed(name, now.timestamp()))
+    stored = await daemon.store.load_monitors()
+    for name in new.monitors:
+        if name not in daemon.states:
+            daemon.states[name] = daemon._adopt(name, stored.get(name), now, statements)
+    daemon.adopt_config(new)
+    await daemon.store.write(statements)
+    for name in daemon.states:
+        daemon._schedule(name)
+    daemon._sync_workers()
+    daemon.stats.reloads += 1
+    log.info("configuration reloaded: %d monitors, %d channels", len(new.monitors), len(new.channels))
+
+
+def _keep_bind(old: ServerConfig, new: ServerConfig) -> ServerConfig:
+    """Listen address and database cannot change without a restart."""
+    return replace(new, host=old.host, port=old.port, database=old.database)
