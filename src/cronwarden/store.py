@@ -90,6 +90,9 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._write = await _connect(self.path)
+            if not (hasattr(self._write, "_execute") and getattr(self._write, "_connection", None)):
+                raise StoreError("this aiosqlite has no Connection._execute/_connection, which the group "
+                                 "commit runs through; install the aiosqlite version pyproject.toml allows")
             await self._migrate()
             self._read = await _connect(self.path)
             for table in ID_TABLES:
@@ -204,15 +207,11 @@ class Store:
         hand-off. aiosqlite's public calls cost one thread round trip (and event-loop
         wake-up) each, so a group commit made of BEGIN, several statements and COMMIT
         paid five or more; this pays one. It uses aiosqlite's internal _execute (the
-        function every public method goes through); should that ever go away, the
-        public calls below do the same work, only slower."""
+        function every public method goes through) and the connection it wraps;
+        open() checks both are there, so a changed aiosqlite fails at start-up."""
         conn = self._write
         assert conn is not None
-        execute = getattr(conn, "_execute", None)
-        raw = getattr(conn, "_connection", None)
-        if execute is not None and raw is not None:
-            return await execute(fn, raw, *args)
-        return await _transaction_async(conn, *args)
+        return await conn._execute(fn, conn._connection, *args)
 
     # -- reading
 
@@ -388,27 +387,6 @@ def _transaction(conn: sqlite3.Connection, grouped: dict[str, list[Sequence[Any]
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        raise
-    return counts
-
-
-async def _transaction_async(conn: aiosqlite.Connection, grouped: dict[str, list[Sequence[Any]]],
-                             counted: list[tuple[list[Statement], int]]) -> dict[int, int]:
-    """The same as _transaction through aiosqlite's public calls (one hand-off each)."""
-    counts: dict[int, int] = {}
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        for sql, rows in grouped.items():
-            await conn.executemany(sql, rows)
-        for statements, index in counted:
-            total = 0
-            for sql, params in statements:
-                cursor = await conn.execute(sql, params)
-                total += max(0, cursor.rowcount)
-            counts[index] = total
-        await conn.commit()
-    except BaseException:
-        await conn.rollback()
         raise
     return counts
 
