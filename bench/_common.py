@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,6 +195,17 @@ def start_daemon(config: Path, *, cpus: set[int] | None = None, timeout: float =
     return start_process([PYTHON, *entry, "serve", "--config", str(config)],
                          config.parent / log_name, cpus=cpus, timeout=timeout, env=env,
                          on_spawn=on_spawn)
+
+
+def finish(procs: Iterable[Proc], workdir: Path, keep: bool) -> None:
+    """End of a benchmark: stop what it started, then keep or remove its temp dir."""
+    signal.alarm(0)
+    for proc in procs:
+        proc.stop()
+    if keep:
+        log(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 GCPAUSE = re.compile(r"GCPAUSE gen=(\d) ms=([\d.]+) at=([\d.]+)")

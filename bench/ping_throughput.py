@@ -456,13 +456,7 @@ def main() -> int:
             print("  daemon log: " + line[:200])
         return 0
     finally:
-        signal.alarm(0)
-        for p in procs:
-            p.stop()
-        if args.keep:
-            c.log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        c.finish(procs, workdir, args.keep)
 
 
 def _fstype(path: Path) -> str:

@@ -232,13 +232,7 @@ def main() -> int:
             print("\n" + note)
         return 0
     finally:
-        signal.alarm(0)
-        for p in live:
-            p.stop()
-        if args.keep:
-            c.log(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        c.finish(live, root, args.keep)
 
 
 if __name__ == "__main__":
