@@ -113,16 +113,15 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
             incident_id = incident_ids[key]
             if alert.closes:
                 out.statements.append(sql.close_incident(incident_id, cfg.name, alert.incident_seq, at))
-        payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed, ack_url)
+        channels = channels_for(cfg, alert) if alert.notify else []
         if incident_id is not None:
             kind = "reminder" if alert.reminder else alert.kind.value
             out.statements.append(sql.insert_incident_event(
                 store.next_id("incident_events"), incident_id, at, kind,
-                {"summary": alert.summary, "notified": alert.notify,
-                 "channels": channels_for(cfg, alert) if alert.notify else []}))
+                {"summary": alert.summary, "notified": alert.notify, "channels": channels}))
         if not alert.notify:
-            continue
-        channels = channels_for(cfg, alert)
+            continue  # recorded in the incident only: no payload to build
+        payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed, ack_url)
         if not channels:
             out.logged.append(payload)
         for channel in channels:
