@@ -32,3 +32,10 @@ def test_the_summary_suggests_three_times_the_p95_rounded_to_minutes() -> None:
     long = summarize([600.0] * 10 + [1000.0])
     assert long is not None and long.suggested_max_runtime == 3000  # 3 x 1000 s, whole minutes
     assert summarize([]) is None
+
+
+def test_the_slow_threshold_reads_the_daemons_deque_of_durations() -> None:
+    from collections import deque
+
+    durations = deque([float(i) for i in range(1, 101)], maxlen=50)
+    assert slow_threshold(durations) == slow_threshold(list(durations))

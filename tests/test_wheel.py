@@ -52,3 +52,15 @@ def test_many_keys_in_one_bucket_fire_together() -> None:
     for i in range(1000):
         wheel.schedule(i, 50.0)
     assert sorted(wheel.pop_due(50.0)) == list(range(1000))
+
+
+def test_schedule_before_keeps_an_earlier_timer_and_moves_a_later_one() -> None:
+    wheel = TimerWheel()
+    wheel.schedule("a", 10.0)
+    wheel.schedule_before("a", 20.0)  # later: the earlier timer stays
+    assert wheel.next_time() == 10.0
+    wheel.schedule_before("a", 5.0)  # earlier: moved
+    assert wheel.next_time() == 5.0
+    assert wheel.pop_due(5.0) == ["a"]
+    wheel.schedule_before("b", 7.0)  # not set: set
+    assert wheel.pop_due(7.0) == ["b"]

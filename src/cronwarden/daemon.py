@@ -99,7 +99,8 @@ class Daemon:
         self._stopped = False
         self.reload_lock = asyncio.Lock()  # reloads run one at a time
         self._force_tick: set[str] = set()  # monitors to Tick at once whatever their deadline
-        self._inflight: dict[str, asyncio.Future[None]] = {}  # monitors between plan() and commit
+        # monitors between plan() and commit -> the events waiting for them (see _claim)
+        self._inflight: dict[str, list[asyncio.Future[None]]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -261,14 +262,17 @@ class Daemon:
              body: bytes | None = None) -> tuple[Decision, alerts.Outcome]:
         """Step the monitor and build every statement of the change; memory is updated."""
         cfg = self.config.monitors[name]
-        history = tuple(self.history.get(name, ()))
-        decision = transitions.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg),
-                                    history=history, maintenance_until=self._maintenance(name, now))
+        history = self.history.get(name, ())  # read by step(), appended to only after it
+        decision = transitions.step(cfg, self.states[name], event, now,
+                                    silenced=bool(cfg.depends_on) and self.silenced(cfg), history=history,
+                                    maintenance_until=self._maintenance(name, now) if name in self.windows
+                                    else None)
         run = decision.run
         if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
             self.history[name].append(run.duration_s)
         output = alerts.tail(body)
-        suppressed = [d for d in self.dependents.get(name, ()) if (st := self.states.get(d)) and st.incident]
+        dependents = self.dependents.get(name)
+        suppressed = [d for d in dependents if (st := self.states.get(d)) and st.incident] if dependents else []
         outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now,
                                       suppressed, self.ack_url)
         state = decision.state
@@ -289,8 +293,8 @@ class Daemon:
         if state is not self.states[name]:
             statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
             self.states[name] = state
-        self._schedule(name)
-        if any(a.closes for a in decision.alerts):
+        self._schedule(name, lazy=True)
+        if decision.alerts and any(a.closes for a in decision.alerts):
             # Monitors whose alerts this one's outage silenced are checked again now:
             # one still failing is announced on its own.
             for dependent in self.dependents.get(name, ()):
@@ -350,7 +354,7 @@ class Daemon:
             # later ping of the same job (its next start) overtake this one.
             self.history[name] = deque(maxlen=stats.HISTORY)
             self._spawn(self._load_history(name))
-        claim = await self._claim(name)
+        claim = await self._claim(name) if name in self._inflight else self._hold(name)
         try:
             if name not in self.states:
                 raise UnknownMonitor(name)  # removed by a reload while it waited
@@ -376,25 +380,34 @@ class Daemon:
         finally:
             self._release({name: claim})
 
-    async def _claim(self, name: str) -> asyncio.Future[None]:
+    async def _claim(self, name: str) -> list[asyncio.Future[None]]:
         """Wait until no change of `name` is between plan() and its commit, then hold it.
 
         plan() steps the in-memory state before the commit; a second event of the same
         monitor planned on top of a change whose commit then fails would build on a
         state the database never had. Holding the monitor until the commit is done
-        (or failed and re-read) rules that out; other monitors are not held up."""
-        while (busy := self._inflight.get(name)) is not None:
-            await asyncio.wait([busy])
-        claim: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (or failed and re-read) rules that out; other monitors are not held up.
+        The claim is the list of events waiting for it (usually none: then holding
+        costs one dict entry and no future)."""
+        while (waiters := self._inflight.get(name)) is not None:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+            await waiter
+        return self._hold(name)
+
+    def _hold(self, name: str) -> list[asyncio.Future[None]]:
+        """Hold `name`, which no one holds (see _claim)."""
+        claim: list[asyncio.Future[None]] = []
         self._inflight[name] = claim
         return claim
 
-    def _release(self, claims: dict[str, asyncio.Future[None]]) -> None:
+    def _release(self, claims: dict[str, list[asyncio.Future[None]]]) -> None:
         for name, claim in claims.items():
             if self._inflight.get(name) is claim:
                 del self._inflight[name]
-            if not claim.done():
-                claim.set_result(None)
+            for waiter in claim:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _load_history(self, name: str) -> None:
         """Recent durations, read once per monitor on its first run end after start-up."""
@@ -430,13 +443,20 @@ class Daemon:
     def ack_url(self, incident_id: int) -> str:
         return acklinks.url(self.config.server.base_url, self.ack_secret, incident_id)
 
-    def _schedule(self, name: str) -> datetime | None:
+    def _schedule(self, name: str, lazy: bool = False) -> datetime | None:
+        """Put `name`'s next deadline on the wheel. `lazy` (after a ping): a timer
+        already set earlier stays, and when it fires _fire() finds the deadline has
+        moved and sets it again: one look per period instead of a wheel update per ping."""
         deadline = self._deadline(name)
         if deadline is None:
-            self.wheel.cancel(name)
+            if not lazy:
+                self.wheel.cancel(name)
             return None
         when = deadline.timestamp()
-        self.wheel.schedule(name, when)
+        if lazy:
+            self.wheel.schedule_before(name, when)
+        else:
+            self.wheel.schedule(name, when)
         if when < self._sleep_until:
             self._rearm.set()
         return deadline
@@ -473,7 +493,7 @@ class Daemon:
     async def _fire(self, names: list) -> None:
         now = self.clock.now()
         outcomes = []
-        claims: dict[str, asyncio.Future[None]] = {}
+        claims: dict[str, list[asyncio.Future[None]]] = {}
         try:
             for name in names:
                 if name not in self.states:
@@ -493,8 +513,7 @@ class Daemon:
                 lateness = (now - deadline).total_seconds()
                 self.stats.last_lateness = lateness
                 self.stats.max_lateness = max(self.stats.max_lateness, lateness)
-                claims[name] = asyncio.get_running_loop().create_future()
-                self._inflight[name] = claims[name]
+                claims[name] = self._hold(name)
                 _, outcome = self.plan(name, Tick(), now)
                 outcomes.append(outcome)
             await self.commit(outcomes)

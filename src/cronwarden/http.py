@@ -104,7 +104,7 @@ async def handle_ping(request: web.Request) -> web.Response:
     name = daemon.resolve(target.ident)
     if name is None:
         return _text(404, f"unknown monitor '{target.ident[:80]}': no monitor or key of that name in the config")
-    rid = request.query.get("rid") or None
+    rid = (request.query.get("rid") or None) if request.query_string else None
     if rid is not None and len(rid) > MAX_RID:
         return _text(400, f"rid is longer than {MAX_RID} characters")
     body = await read_tail(request, server.max_body)

@@ -8,12 +8,14 @@ least recently seen are forgotten first.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import OrderedDict
 
 MAX_CLIENTS = 10_000
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str | None) -> bool:
     if not address:
         return True  # a UNIX socket or a test transport

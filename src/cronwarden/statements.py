@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
+import orjson
+
 Statement = tuple[str, Sequence[Any]]
 
 
@@ -23,7 +25,8 @@ def upsert_monitor(name: str, created_at: float, state: dict[str, Any]) -> State
     return (
         "INSERT INTO monitors (name, created_at, state, removed_at) VALUES (?, ?, ?, NULL) "
         "ON CONFLICT (name) DO UPDATE SET state = excluded.state, removed_at = NULL",
-        (name, created_at, json.dumps(state, separators=(",", ":"))),
+        # Written on every ping: orjson takes ~1 us where json.dumps takes ~10.
+        (name, created_at, orjson.dumps(state).decode()),
     )
 
 

@@ -25,7 +25,7 @@ def slow_threshold(history: Sequence[float]) -> float | None:
     """The automatic slow threshold (2 x p95), or None with fewer than 10 runs."""
     if len(history) < MIN_HISTORY:
         return None
-    return SLOW_FACTOR * percentile(history[-HISTORY:], 95)
+    return SLOW_FACTOR * percentile(list(history)[-HISTORY:], 95)  # a deque has no slices
 
 
 @dataclass(frozen=True, slots=True)

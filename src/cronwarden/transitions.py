@@ -8,9 +8,10 @@ a new state and only returns it on success).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
-from typing import Sequence
+from operator import attrgetter
+from typing import Any, Sequence
 
 from . import stats
 from .config import MonitorConfig
@@ -51,7 +52,7 @@ def step(
     elif isinstance(event, Resume):
         builder.on_resume(event.by)
     elif isinstance(event, Ping):
-        builder.state = replace(builder.state, last_ping=now)
+        builder.state.last_ping = now
         builder.forget_stale_runs()
         if event.kind is PingKind.START:
             builder.on_start(event)
@@ -67,7 +68,30 @@ def step(
     if maintenance_until is not None:
         # Inside a maintenance window only good news goes out; the rest is recorded.
         alerts = [a if a.kind is AlertKind.RECOVERED else replace(a, notify=False) for a in alerts]
-    return Decision(builder.state, tuple(alerts), builder.run, tuple(builder.notes))
+    return Decision(builder.state.freeze(), tuple(alerts), builder.run, tuple(builder.notes))
+
+
+_FIELDS = tuple(f.name for f in fields(MonitorState))
+_values = attrgetter(*_FIELDS)
+
+
+class _Draft:
+    """A working copy of a MonitorState that a step changes field by field, frozen
+    once at the end (a ``dataclasses.replace`` per change cost more than the rest of
+    a ping's step). It has the same attributes, so the helpers that read a state
+    (``due_at``, ``next_deadline``) read it too."""
+
+    __slots__ = ("_orig",) + _FIELDS
+
+    def __init__(self, state: MonitorState) -> None:
+        self._orig = state
+        for name, value in zip(_FIELDS, _values(state)):
+            setattr(self, name, value)
+
+    def freeze(self) -> MonitorState:
+        """The new state; the original object itself when nothing changed."""
+        values = _values(self)
+        return self._orig if values == _values(self._orig) else MonitorState(*values)
 
 
 class _Builder:
@@ -75,11 +99,17 @@ class _Builder:
 
     def __init__(self, cfg: MonitorConfig, state: MonitorState, now: datetime, silenced: bool,
                  history: Sequence[float], maintenance_until: datetime | None) -> None:
-        self.cfg, self.state, self.now, self.silenced, self.history = cfg, state, now, silenced, history
+        self.cfg, self.now, self.silenced, self.history = cfg, now, silenced, history
+        self.state: Any = _Draft(state)  # read like a MonitorState; changed through change()
         self.maintenance_until = maintenance_until
         self.alerts: list[Alert] = []
         self.notes: list[Note] = []
         self.run: RunInfo | None = None
+
+    def change(self, **fields: Any) -> None:
+        state = self.state
+        for name, value in fields.items():
+            setattr(state, name, value)
 
     # -- conditions
 
@@ -98,7 +128,7 @@ class _Builder:
         held = self.maintenance_until is not None and not self.silenced
         notify = not self.silenced and not held
         incident = Incident(seq, kind, self.now, notify, self.now if notify else None, held=held)
-        self.state = replace(st, incident=incident, incident_count=seq)
+        self.change(incident=incident, incident_count=seq)
         self.alerts.append(Alert(kind, self.now, summary, seq, notify=notify, opens=True,
                                  run=run, expected_at=expected_at))
 
@@ -106,7 +136,7 @@ class _Builder:
         incident = self.state.incident
         if incident is None:
             return
-        self.state = replace(self.state, incident=None, successes=0)
+        self.change(incident=None, successes=0)
         self.alerts.append(Alert(
             AlertKind.RECOVERED, self.now,
             f"{self.cfg.name} recovered: succeeded after {incident.kind.value} "
@@ -121,7 +151,7 @@ class _Builder:
         if self.cfg.max_runtime is None and self.state.open_runs:
             keep = tuple(r for r in self.state.open_runs if _forget_after(self.cfg, r) > self.now)
             if len(keep) != len(self.state.open_runs):
-                self.state = replace(self.state, open_runs=keep)
+                self.change(open_runs=keep)
 
     def on_start(self, ping: Ping) -> None:
         runs = self.state.open_runs
@@ -129,7 +159,7 @@ class _Builder:
             return  # a repeated start of the same run
         live = [r for r in runs if not r.hung]
         runs = (runs + (OpenRun(self.now, ping.rid),))[-MAX_OPEN_RUNS:]
-        self.state = replace(self.state, open_runs=runs)
+        self.change(open_runs=runs)
         if live:
             earlier = live[-1]
             self.raise_condition(
@@ -153,7 +183,7 @@ class _Builder:
             match = runs[-1]
             # Hung runs older than the one that just ended are evidently gone.
             rest = tuple(r for r in runs[:-1] if not r.hung)
-        self.state = replace(self.state, open_runs=rest)
+        self.change(open_runs=rest)
         return match
 
     def on_end(self, ping: Ping, ok: bool) -> None:
@@ -164,27 +194,27 @@ class _Builder:
         run = RunInfo(started.started_at if started else None, now, duration, exit_status,
                       ping.metadata, ping.rid)
         self.run = run
-        self.state = replace(self.state, last_end=now,
+        self.change(last_end=now,
                              last_duration=duration if duration is not None else self.state.last_duration)
         if not ok:
             failures = self.state.failures + 1
-            self.state = replace(self.state, failures=failures, successes=0)
+            self.change(failures=failures, successes=0)
             if failures >= cfg.alert_after or self.state.incident is not None:
                 status = f"exit status {exit_status}" if exit_status is not None else "a fail ping"
                 streak = f" ({failures} failures in a row)" if failures > 1 else ""
                 self.raise_condition(AlertKind.FAILED, f"{cfg.name} failed with {status}{streak}", run)
             return
-        self.state = replace(self.state, failures=0, last_success=now)
+        self.change(failures=0, last_success=now)
         self.check_slow(run)
         matched = [rule.text for rule in cfg.rules if ping.metadata and rule.matches(ping.metadata)]
         if matched:
-            self.state = replace(self.state, successes=0)
+            self.change(successes=0)
             self.raise_condition(AlertKind.RULE,
                                  f"{cfg.name} succeeded but matched rule {matched[0]!r}", run)
             return
         if self.state.incident is not None:
             successes = self.state.successes + 1
-            self.state = replace(self.state, successes=successes)
+            self.change(successes=successes)
             if successes < cfg.recover_after:
                 return  # a flapping job must prove itself before "recovered"
         self.recover(run)
@@ -223,7 +253,7 @@ class _Builder:
         if heard + timedelta(seconds=cfg.max_silence) > now:
             return
         runs = tuple(replace(r, hung=True) if r in live else r for r in st.open_runs)
-        self.state = replace(st, open_runs=runs)
+        self.change(open_runs=runs)
         run = live[-1]
         self.raise_condition(
             AlertKind.HUNG,
@@ -246,7 +276,7 @@ class _Builder:
             for run in self.state.open_runs:
                 if not run.hung and run.started_at + limit <= now:
                     runs = tuple(replace(r, hung=True) if r is run else r for r in self.state.open_runs)
-                    self.state = replace(self.state, open_runs=runs)
+                    self.change(open_runs=runs)
                     self.raise_condition(
                         AlertKind.HUNG,
                         f"{cfg.name} has been running for "
@@ -273,7 +303,7 @@ class _Builder:
         if incident is not None and incident.notified and not incident.acked and cfg.repeat > 0:
             last = incident.last_notified_at or incident.opened_at
             if last + timedelta(seconds=cfg.repeat) <= now and not any(a.opens for a in self.alerts):
-                self.state = replace(self.state, incident=replace(incident, last_notified_at=now))
+                self.change(incident=replace(incident, last_notified_at=now))
                 self.alerts.append(Alert(
                     incident.kind, now,
                     f"Still down: {cfg.name} {incident.kind.value} since {_iso(incident.opened_at)}",
@@ -291,7 +321,7 @@ class _Builder:
         due = due_at(cfg, self.state)
         if due + timedelta(seconds=cfg.grace) > now:
             return
-        self.state = replace(self.state, incident=replace(incident, missed_noted=True))
+        self.change(incident=replace(incident, missed_noted=True))
         last = self.state.last_success
         since = f"last success {_iso(last)}" if last else "never succeeded"
         self.alerts.append(Alert(
@@ -309,7 +339,7 @@ class _Builder:
         if incident is None or incident.notified or self.maintenance_until is not None or self.silenced:
             return
         notify = not self.silenced
-        self.state = replace(self.state, incident=replace(
+        self.change(incident=replace(
             incident, held=False, notified=notify, last_notified_at=self.now if notify else None))
         why = "after its maintenance window" if incident.held else "now that what it depends on is up"
         self.alerts.append(Alert(
@@ -331,7 +361,7 @@ class _Builder:
             raise IllegalEvent(f"{self.cfg.name} has no open incident to acknowledge")
         if incident.acked:
             raise IllegalEvent(f"incident of {self.cfg.name} is already acknowledged")
-        self.state = replace(self.state, incident=replace(incident, acked=True))
+        self.change(incident=replace(incident, acked=True))
         self.note("acknowledged", by=ack.by, via=ack.via, note=ack.note)
 
     def on_resolve(self, resolve: Resolve) -> None:
@@ -339,7 +369,7 @@ class _Builder:
         if incident is None:
             raise IllegalEvent(f"{self.cfg.name} has no open incident to resolve")
         self.note("resolved", by=resolve.by, note=resolve.note)
-        self.state = replace(self.state, incident=None, successes=0, failures=0, clock_from=self.now)
+        self.change(incident=None, successes=0, failures=0, clock_from=self.now)
         self.alerts.append(Alert(
             AlertKind.RECOVERED, self.now,
             f"{self.cfg.name} incident resolved by hand by {resolve.by}"
@@ -350,14 +380,14 @@ class _Builder:
     def on_pause(self, pause: Pause) -> None:
         if pause.until is not None and pause.until <= self.now:
             raise IllegalEvent("a pause must end in the future")
-        self.state = replace(self.state, paused=True, paused_until=pause.until, pause_reason=pause.reason)
+        self.change(paused=True, paused_until=pause.until, pause_reason=pause.reason)
         self.note("paused", by=pause.by, until=_iso(pause.until), reason=pause.reason)
 
     def on_resume(self, by: str) -> None:
         if not self.state.paused:
             raise IllegalEvent(f"{self.cfg.name} is not paused")
         # The missed clock restarts: a job paused for a week is not overdue at once.
-        self.state = replace(self.state, paused=False, paused_until=None, pause_reason=None,
+        self.change(paused=False, paused_until=None, pause_reason=None,
                              clock_from=self.now)
         self.note("resumed", by=by)
 
@@ -373,7 +403,7 @@ class _Builder:
                and incident.opened_at + timedelta(seconds=cfg.escalate[incident.escalated].after) <= now):
             step_no = incident.escalated + 1
             incident = replace(incident, escalated=step_no)
-            self.state = replace(self.state, incident=incident)
+            self.change(incident=incident)
             self.alerts.append(Alert(
                 incident.kind, now,
                 f"Escalated: {cfg.name} {incident.kind.value} unacknowledged for "

@@ -49,6 +49,12 @@ class TimerWheel:
         bucket.add(key)
         self._where[key] = slot
 
+    def schedule_before(self, key: Hashable, when: float) -> None:
+        """Schedule `key` at `when` unless it is already set to fire earlier."""
+        old = self._where.get(key)
+        if old is None or old > math.ceil(when / RESOLUTION):
+            self.schedule(key, when)
+
     def cancel(self, key: Hashable) -> None:
         slot = self._where.pop(key, None)
         if slot is not None:
