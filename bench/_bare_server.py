@@ -1,7 +1,8 @@
 """The baseline for ping_throughput.py: a bare aiohttp server that answers OK.
 
 Same framework, event loop and server settings as the daemon (aiohttp
-AppRunner, access log off, the default asyncio loop), same route shape, and no
+AppRunner, access log off; uvloop when installed and CRONWARDEN_LOOP is not
+``asyncio``, as ``cronwarden serve`` chooses), same route shape, and no
 work at all: the gap to the daemon is what cronwarden adds per ping. It logs
 ``bare listening on http://HOST:PORT`` on stderr like the daemon does.
 """
@@ -29,7 +30,8 @@ async def main() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0, reuse_address=True)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"bare listening on http://127.0.0.1:{port}", file=sys.stderr, flush=True)
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"bare listening on http://127.0.0.1:{port} ({loop_name} event loop)", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -39,4 +41,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from cronwarden.cli import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from datetime import datetime
 
+import pytest
 from conftest import DaemonFactory, Receiver
 
 LATENESS_BOUND = 1.0
@@ -324,3 +325,18 @@ async def test_a_sighup_storm_with_the_file_rewritten_meanwhile_ends_on_the_fina
     listing = await d.api("monitors")
     assert sorted(m["name"] for m in listing["monitors"]) == ["one", "three", "two"]
     assert d.proc is not None and d.proc.returncode is None
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "default"])
+async def test_serve_runs_on_uvloop_when_installed_and_on_the_standard_loop_when_asked(
+        daemon: DaemonFactory, loop: str) -> None:
+    uvloop = pytest.importorskip("uvloop") if loop == "default" else None
+    proc = await daemon("""
+        server: {listen: 127.0.0.1:0, database: ./cw.db}
+        monitors: {job: {every: 1h}}
+    """, env={"CRONWARDEN_LOOP": loop})
+    line = await proc.wait_for_log("event loop")
+    assert ("uvloop event loop" if uvloop else "asyncio event loop") in line
+    assert await proc.ping("job/start") == (200, "OK")
+    assert await proc.ping("job/0") == (200, "OK")
+    assert (await proc.api("monitors/job"))["status"] == "up"

@@ -56,6 +56,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def loop_factory():  # type: ignore[no-untyped-def]
+    """uvloop's event loop when it is installed (the `fast` extra) and not turned off
+    with CRONWARDEN_LOOP=asyncio; the standard loop otherwise (None)."""
+    if os.environ.get("CRONWARDEN_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     # Loading a big config creates millions of long-lived objects; the cyclic
@@ -74,7 +86,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _raise_fd_limit()
     try:
-        asyncio.run(Daemon(config).run(args.config))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(Daemon(config).run(args.config))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -131,8 +131,9 @@ class Daemon:
             if not gc.isenabled():
                 gc.freeze()  # what start-up built lives as long as the daemon: never scan it again
                 gc.enable()
-            log.info("cronwarden listening on http://%s:%s with %d monitors (database %s)",
-                     host, port, len(self.config.monitors), self.config.server.database)
+            log.info("cronwarden listening on http://%s:%s with %d monitors (database %s, %s event loop)",
+                     host, port, len(self.config.monitors), self.config.server.database,
+                     type(asyncio.get_running_loop()).__module__.split(".")[0])
         except BaseException:
             await self.stop()
             raise
@@ -270,7 +271,7 @@ class Daemon:
         run = decision.run
         if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
             self.history[name].append(run.duration_s)
-        output = alerts.tail(body)
+        output = alerts.tail(body) if decision.alerts else ""
         dependents = self.dependents.get(name)
         suppressed = [d for d in dependents if (st := self.states.get(d)) and st.incident] if dependents else []
         outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now,
@@ -281,15 +282,15 @@ class Daemon:
             self.counters[name][1] += outcome.alerts
             self.stats.alerts += outcome.alerts
         ping_id = None
+        at = now.timestamp()
         if ping_row is not None:
             ping_id = self.store.next_id("pings")
-            statements.insert(0, sql.insert_ping(ping_id, name, now.timestamp(), *ping_row))
-        if decision.run is not None:
-            run = decision.run
+            statements.insert(0, sql.insert_ping(ping_id, name, at, *ping_row))
+        if run is not None:
             statements.append(sql.insert_run(
                 self.store.next_id("runs"), name, run.rid,
                 run.started_at.timestamp() if run.started_at else None,
-                now.timestamp(), run.duration_s, run.exit_status, run.metadata, ping_id))
+                at, run.duration_s, run.exit_status, run.metadata, ping_id))
         if state is not self.states[name]:
             statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
             self.states[name] = state
