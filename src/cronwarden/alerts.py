@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from . import fastjson
 from . import store as sql
 from .config import Config, MonitorConfig
 from .monitor import Alert, AlertKind, Decision, _iso
@@ -124,9 +125,11 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
         payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed, ack_url)
         if not channels:
             out.logged.append(payload)
+            continue
+        encoded = fastjson.dumps(payload)
         for channel in channels:
             out.statements.append(sql.insert_outbox(
-                store.next_id("outbox"), channel, cfg.name, incident_id, alert.kind.value, payload, at))
+                store.next_id("outbox"), channel, cfg.name, incident_id, alert.kind.value, encoded, at))
             out.channels.add(channel)
     for note in decision.notes:
         key = (cfg.name, note.incident_seq) if note.incident_seq is not None else None

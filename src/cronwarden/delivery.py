@@ -23,7 +23,6 @@ oldest pending row of each incident.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import sqlite3
@@ -31,6 +30,7 @@ import time
 
 import aiohttp
 
+from . import fastjson
 from . import store as sql
 from .channels import DeliveryError, SendContext, Sender
 from .channels.render import make_digest
@@ -98,7 +98,7 @@ class ChannelWorker:
 
     async def deliver(self, rows: list[sqlite3.Row]) -> None:
         """One attempt at sending `rows` (one alert, or a digest of several)."""
-        payloads = [json.loads(row["payload"]) for row in rows]
+        payloads = [fastjson.loads(row["payload"]) for row in rows]
         payload = payloads[0] if len(rows) == 1 else make_digest(payloads)
         started = time.monotonic()
         at = self.clock.time()

@@ -13,10 +13,9 @@ Part of the store: this module, :mod:`cronwarden.schema` and
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
-import orjson
+from .fastjson import dumps
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -25,8 +24,7 @@ def upsert_monitor(name: str, created_at: float, state: dict[str, Any]) -> State
     return (
         "INSERT INTO monitors (name, created_at, state, removed_at) VALUES (?, ?, ?, NULL) "
         "ON CONFLICT (name) DO UPDATE SET state = excluded.state, removed_at = NULL",
-        # Written on every ping: orjson takes ~1 us where json.dumps takes ~10.
-        (name, created_at, orjson.dumps(state).decode()),
+        (name, created_at, dumps(state)),
     )
 
 
@@ -53,7 +51,7 @@ def insert_run(run_id: int, monitor: str, rid: str | None, started_at: float | N
         "INSERT INTO runs (id, monitor, rid, started_at, ended_at, duration_s, exit_status, metadata, ping_id)"
         " VALUES (?,?,?,?,?,?,?,?,?)",
         (run_id, monitor, rid, started_at, ended_at, duration_s, exit_status,
-         None if metadata is None else json.dumps(metadata), ping_id),
+         None if metadata is None else dumps(metadata), ping_id),
     )
 
 
@@ -76,16 +74,17 @@ def close_incident(iid: int, monitor: str, seq: int, closed_at: float) -> Statem
 def insert_incident_event(eid: int, incident_id: int, at: float, kind: str, detail: dict[str, Any]) -> Statement:
     return (
         "INSERT INTO incident_events (id, incident_id, at, kind, detail) VALUES (?,?,?,?,?)",
-        (eid, incident_id, at, kind, json.dumps(detail, separators=(",", ":"))),
+        (eid, incident_id, at, kind, dumps(detail)),
     )
 
 
 def insert_outbox(oid: int, channel: str, monitor: str, incident_id: int | None, event: str,
-                  payload: dict[str, Any], created_at: float) -> Statement:
+                  payload: dict[str, Any] | str, created_at: float) -> Statement:
+    """`payload`: the alert's payload, or that already encoded (one alert, several channels)."""
     return (
         "INSERT INTO outbox (id, channel, monitor, incident_id, event, payload, created_at, next_attempt_at)"
         " VALUES (?,?,?,?,?,?,?,?)",
-        (oid, channel, monitor, incident_id, event, json.dumps(payload, separators=(",", ":")),
+        (oid, channel, monitor, incident_id, event, payload if isinstance(payload, str) else dumps(payload),
          created_at, created_at),
     )
 

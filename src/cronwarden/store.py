@@ -28,7 +28,6 @@ text keeps the last write of a row the one that lands.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import aiosqlite
 
+from . import fastjson
 from .schema import ID_TABLES, MIGRATIONS, SCHEMA_VERSION
 from .statements import (
     Statement,
@@ -242,7 +242,7 @@ class Store:
     async def load_monitors(self) -> dict[str, tuple[dict[str, Any], float | None]]:
         """name -> (state, removed_at) for every monitor ever seen."""
         rows = await self.fetchall("SELECT name, state, removed_at FROM monitors")
-        return {r["name"]: (json.loads(r["state"]), r["removed_at"]) for r in rows}
+        return {r["name"]: (fastjson.loads(r["state"]), r["removed_at"]) for r in rows}
 
     async def incident_ids(self) -> dict[tuple[str, int], int]:
         rows = await self.fetchall("SELECT id, monitor, seq FROM incidents")

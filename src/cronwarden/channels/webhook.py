@@ -18,10 +18,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from typing import Any
 
 from ..config import ChannelConfig
+from .. import fastjson
 from . import DeliveryError, SendContext, post, require
 
 SECRET_PREFIX = "whsec_"
@@ -53,7 +53,7 @@ async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str
     if not url:
         # url_env names a variable that is not set; like a missing secret, retry.
         raise DeliveryError(f"channel {channel.name}: no URL (is {channel.url_env or 'url'} set?)")
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = fastjson.dumps(payload).encode()
     timestamp = int(ctx.now)
     headers = {
         "Content-Type": "application/json",
