@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cronwarden import config as cfgmod
 from cronwarden.config import Config, ConfigError, parse_config
 from cronwarden.configkeys import Fallback, _DataCtx
+from cronwarden.configtypes import MonitorConfig, Severity, new_monitor_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ("UTC", "Europe/Riga", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "Asia/Kolkata")
@@ -182,3 +183,20 @@ def test_whenever_the_fast_path_builds_a_config_the_node_walk_builds_the_same(mo
         assert built is None
     else:
         assert built == walked
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"name": "a"},
+    {"name": "b", "every": 60, "grace": 0, "channels": ("ops",), "severity": Severity.CRITICAL},
+    {"name": "c", "cron": "@daily", "timezone": "Asia/Tokyo", "tags": ("x", "y"), "max_silence": 5, "key": "k"},
+])
+def test_the_loaders_monitor_builder_makes_what_init_makes(kwargs: dict) -> None:
+    import dataclasses
+
+    built, init = new_monitor_config(**kwargs), MonitorConfig(**kwargs)
+    assert type(built) is MonitorConfig and built == init and hash(built) == hash(init)
+    assert [getattr(built, f.name) for f in dataclasses.fields(MonitorConfig)] == \
+        [getattr(init, f.name) for f in dataclasses.fields(MonitorConfig)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.grace = 1  # type: ignore[misc]
+    assert dataclasses.replace(built, grace=7).grace == 7

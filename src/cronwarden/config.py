@@ -60,6 +60,7 @@ from .configtypes import (
     MonitorConfig,
     ServerConfig,
     Severity,
+    new_monitor_config,
 )
 
 __all__ = [
@@ -401,7 +402,7 @@ def _build_monitor(
     if "escalate" in values:
         for step in values["escalate"][0]:
             _check_channels(step.channels, values["escalate"][1], channels, ctx, f"monitor '{name}' escalate")
-    return MonitorConfig(name=name, **kwargs)
+    return new_monitor_config(name=name, **kwargs)
 
 
 def _check_channels(names: tuple[str, ...], node: yaml.Node, channels: dict[str, ChannelConfig], ctx: _Ctx,
