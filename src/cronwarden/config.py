@@ -1,9 +1,15 @@
 """The YAML configuration: loaded into one frozen, typed structure.
 
-Loading walks pyyaml's node tree (not the plain dicts) so that every problem
-carries the line and column it came from. Problems are collected, never
-raised one at a time: ``cronwarden check`` prints all of them at once as
-``PATH:LINE:COL: message``, and a file with any problem is never applied.
+A file is loaded twice over only when it has a problem. The fast path builds
+plain Python data straight from libyaml's parser events and validates that;
+it has no positions, so at its first problem (or anything it does not handle:
+explicit tags, duplicate keys, several documents ...) the file is loaded again
+by walking pyyaml's node tree, so that every problem carries the line and
+column it came from. Both run the same builders and converters, through the
+two contexts of :mod:`cronwarden.configkeys`, so a valid file gives the same
+Config either way. Problems are collected, never raised one at a time:
+``cronwarden check`` prints all of them at once as ``PATH:LINE:COL:
+message``, and a file with any problem is never applied.
 
 Every key is declared once in the ``*_KEYS`` tables of
 :mod:`cronwarden.configkeys`, next to the converters that read the values; the
@@ -17,6 +23,7 @@ everything configuration from here.
 from __future__ import annotations
 
 import difflib
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -39,8 +46,9 @@ from .configkeys import (
     TOP_KEYS,
     UUID,
     Converter,
+    Fallback,
     _Ctx,
-    _mapping,
+    _DataCtx,
     _read_section,
 )
 from .configtypes import (
@@ -52,6 +60,7 @@ from .configtypes import (
     MonitorConfig,
     ServerConfig,
     Severity,
+    new_monitor_config,
 )
 
 __all__ = [
@@ -84,6 +93,114 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def parse_config(text: str, path: Path) -> Config:
+    # What loading creates is acyclic: the cyclic collector has nothing to find in
+    # it, but would scan it again and again while it grows (2/3 of the time at
+    # 100,000 monitors).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            config = _build(_load_data(text), _DataCtx(), path)
+        except (Fallback, yaml.YAMLError, RecursionError):
+            config = None
+        return config if config is not None else _parse_nodes(text, path)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+_STR = "tag:yaml.org,2002:str"
+
+
+def _load_data(text: str) -> Any:
+    """The document as plain data, from libyaml's events (pyyaml's own parser without libyaml).
+
+    Scalar values are resolved and constructed by the loader exactly as in the
+    node walk (cached: a config repeats the same few values), and mapping keys
+    are kept as written, as the node walk reads them (an unquoted ``on:`` is
+    the key 'on'). Raises Fallback for what the node walk reports or handles
+    differently: explicit tags, anchors on keys, non-scalar and duplicate keys,
+    undefined or recursive aliases, no or several documents.
+    """
+    loader = _Loader(text)
+    get_event, resolve, construct = loader.get_event, loader.resolve, loader.construct_object
+    plain: dict[str, Any] = {}  # plain scalar -> its value (quoted ones are strings as they are)
+    anchors: dict[str, Any] = {}
+    Scalar, MappingStart, MappingEnd = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.MappingEndEvent
+    SequenceStart, SequenceEnd = yaml.SequenceStartEvent, yaml.SequenceEndEvent
+
+    def resolved(raw: str) -> Any:
+        tag = resolve(yaml.ScalarNode, raw, (True, False))
+        try:
+            value = raw if tag == _STR else construct(yaml.ScalarNode(tag, raw))
+        except Exception:  # the node walk reports it where it is
+            raise Fallback("scalar") from None
+        plain[raw] = value
+        return value
+
+    # Scalars without tag or anchor (nearly all of them) are read inline: this
+    # loop runs for every one of the ~6 events per monitor.
+    def value_of(event: yaml.Event) -> Any:
+        kind = type(event)
+        if kind is yaml.AliasEvent:
+            if event.anchor not in anchors:
+                raise Fallback("alias")
+            return anchors[event.anchor]
+        if event.tag is not None:
+            raise Fallback("explicit tag")
+        if kind is Scalar:
+            if not event.implicit[0]:
+                value = event.value
+            else:
+                value = plain[event.value] if event.value in plain else resolved(event.value)
+        elif kind is MappingStart:
+            value = {}
+            while True:
+                key_event = get_event()
+                if type(key_event) is not Scalar or key_event.anchor is not None:
+                    if type(key_event) is MappingEnd:
+                        break
+                    raise Fallback("key")
+                key = key_event.value
+                if key in value:
+                    raise Fallback("duplicate key")
+                item = get_event()
+                if type(item) is Scalar and item.anchor is None and item.tag is None:
+                    if not item.implicit[0]:
+                        value[key] = item.value
+                    else:
+                        raw = item.value
+                        value[key] = plain[raw] if raw in plain else resolved(raw)
+                else:
+                    value[key] = value_of(item)
+        elif kind is SequenceStart:
+            value = []
+            while True:
+                item = get_event()
+                if type(item) is SequenceEnd:
+                    break
+                value.append(value_of(item))
+        else:
+            raise Fallback(f"unexpected {kind.__name__}")
+        if event.anchor is not None:
+            anchors[event.anchor] = value
+        return value
+
+    try:
+        get_event()  # the stream's start
+        if type(get_event()) is not yaml.DocumentStartEvent:
+            raise Fallback("no document")
+        root = value_of(get_event())
+        get_event()  # the document's end
+        if type(get_event()) is not yaml.StreamEndEvent:
+            raise Fallback("several documents")
+        return root
+    finally:
+        loader.dispose()
+
+
+def _parse_nodes(text: str, path: Path) -> Config:
+    """The node walk: the same building, with every problem at its line and column."""
     label = str(path)
     loader = _Loader(text)
     try:
@@ -121,28 +238,30 @@ def _one_line(message: str) -> str:
 
 def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
     if root is None:
-        ctx.problems.append((1, 1, "the file is empty: it needs at least a 'monitors' section"))
+        ctx.problem(None, "the file is empty: it needs at least a 'monitors' section")
         return None
     sections = {}
-    for key_node, value_node in _mapping(root, ctx, "the top level"):
-        if key_node.value not in TOP_KEYS:
-            close = difflib.get_close_matches(key_node.value, TOP_KEYS, n=1)
+    for key, key_node, value_node in ctx.mapping(root, "the top level"):
+        if key not in TOP_KEYS:
+            close = difflib.get_close_matches(key, TOP_KEYS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(TOP_KEYS)})"
-            ctx.problem(key_node, f"unknown key '{key_node.value}' at the top level{hint}")
+            ctx.problem(key_node, f"unknown key '{key}' at the top level{hint}")
         else:
-            sections[key_node.value] = value_node
-    if not isinstance(root, yaml.MappingNode):
+            sections[key] = value_node
+    if not ctx.is_mapping(root):
         return None
 
-    server = _build_server(sections.get("server"), ctx, path)
+    # (A section that is there but empty is not one that is missing: `server:` reads as
+    # an empty mapping, `maintenance:` is not a list.)
+    server = _build_server(sections["server"], ctx, path) if "server" in sections else \
+        ServerConfig(database=path.parent / "cronwarden.db")
     defaults = _read_section(sections["defaults"], ctx, "defaults",
                              {k: MONITOR_KEYS[k] for k in DEFAULT_KEYS}) if "defaults" in sections else {}
     deferred_defaults = defaults.get("channels")
 
     channels: dict[str, ChannelConfig] = {}
-    for name_node, body in _mapping(sections.get("channels", yaml.ScalarNode("tag:yaml.org,2002:null", "")),
-                                    ctx, "channels"):
-        channel = _build_channel(name_node, body, ctx)
+    for name, name_node, body in ctx.mapping(sections["channels"], "channels") if "channels" in sections else ():
+        channel = _build_channel(name, name_node, body, ctx)
         if channel:
             channels[channel.name] = channel
 
@@ -156,12 +275,12 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
         _check_channels(route_channels, node, channels, ctx, "routes")
     monitors: dict[str, MonitorConfig] = {}
     keys_seen: dict[str, str] = {}
-    monitors_node = sections.get("monitors")
-    if monitors_node is None:
+    if "monitors" not in sections:
         ctx.problem(root, "no 'monitors' section: nothing to watch")
     else:
-        for name_node, body in _mapping(monitors_node, ctx, "monitors"):
-            monitor = _build_monitor(name_node, body, defaults, routes, channels, ctx)
+        monitors_node = sections["monitors"]
+        for name, name_node, body in ctx.mapping(monitors_node, "monitors"):
+            monitor = _build_monitor(name, name_node, body, defaults, routes, channels, ctx)
             if monitor is None:
                 continue
             if monitor.key and monitor.key in keys_seen:
@@ -170,20 +289,19 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
                 keys_seen[monitor.key] = monitor.name
             monitors[monitor.name] = monitor
         _check_depends(monitors_node, monitors, ctx)
-    maintenance = _build_maintenance(sections.get("maintenance"), monitors, ctx)
+    maintenance = _build_maintenance(sections["maintenance"], monitors, ctx) if "maintenance" in sections else ()
     return Config(path=path, server=server, channels=channels, monitors=monitors, maintenance=maintenance)
 
 
-def _build_maintenance(node: yaml.Node | None, monitors: dict[str, MonitorConfig],
+def _build_maintenance(node: yaml.Node, monitors: dict[str, MonitorConfig],
                        ctx: _Ctx) -> tuple[MaintenanceWindow, ...]:
-    if node is None:
-        return ()
-    if not isinstance(node, yaml.SequenceNode):
+    items = ctx.items(node)
+    if items is None:
         ctx.problem(node, "maintenance must be a list of windows like "
                           "[{monitors: [backup], cron: '0 3 * * 0', duration: 2h}]")
         return ()
     windows = []
-    for item in node.value:
+    for item in items:
         values = _read_section(item, ctx, "a maintenance window", MAINTENANCE_KEYS)
         missing = [k for k in ("cron", "duration") if k not in values]
         if missing or not ("monitors" in values or "tags" in values):
@@ -200,9 +318,7 @@ def _build_maintenance(node: yaml.Node | None, monitors: dict[str, MonitorConfig
     return tuple(windows)
 
 
-def _build_server(node: yaml.Node | None, ctx: _Ctx, path: Path) -> ServerConfig:
-    if node is None:
-        return ServerConfig(database=path.parent / "cronwarden.db")
+def _build_server(node: yaml.Node, ctx: _Ctx, path: Path) -> ServerConfig:
     values = _read_section(node, ctx, "server", SERVER_KEYS)
     kwargs: dict[str, Any] = {}
     if "listen" in values:
@@ -222,15 +338,14 @@ def _build_server(node: yaml.Node | None, ctx: _Ctx, path: Path) -> ServerConfig
     return ServerConfig(**kwargs)
 
 
-def _build_channel(name_node: yaml.Node, body: yaml.Node, ctx: _Ctx) -> ChannelConfig | None:
-    name = name_node.value
+def _build_channel(name: str, name_node: yaml.Node, body: yaml.Node, ctx: _Ctx) -> ChannelConfig | None:
     if not SLUG.fullmatch(name):
         ctx.problem(name_node, f"channel name '{name}' must match [a-z0-9][a-z0-9_.-]*")
         return None
     values = _read_section(body, ctx, f"channel '{name}'", CHANNEL_KEYS)
     kind = values.get("type", (None,))[0]
     if kind is None:
-        if isinstance(body, yaml.MappingNode):
+        if ctx.is_mapping(body):
             ctx.problem(name_node, f"channel '{name}' needs a type: {', '.join(CHANNEL_TYPES)}")
         return None
     if kind not in CHANNEL_TYPES:
@@ -259,6 +374,7 @@ def _build_channel(name_node: yaml.Node, body: yaml.Node, ctx: _Ctx) -> ChannelC
 
 
 def _build_monitor(
+    name: str,
     name_node: yaml.Node,
     body: yaml.Node,
     defaults: dict[str, tuple[Any, yaml.Node]],
@@ -266,27 +382,27 @@ def _build_monitor(
     channels: dict[str, ChannelConfig],
     ctx: _Ctx,
 ) -> MonitorConfig | None:
-    name = name_node.value
     if not SLUG.fullmatch(name):
         ctx.problem(name_node, f"monitor name '{name}' must be a slug matching [a-z0-9][a-z0-9_.-]*")
         return None
     values = _read_section(body, ctx, f"monitor '{name}'", MONITOR_KEYS)
-    present = {k.value for k, _ in body.value} if isinstance(body, yaml.MappingNode) else set()
+    present = ctx.keys(body)
     if ("every" in present) == ("cron" in present):
         which = "both" if "every" in present else "neither"
         ctx.problem(name_node, f"monitor '{name}' has {which} of 'every' and 'cron': it needs exactly one")
     merged = {**defaults, **values}
     # Channels: the monitor's own, else the route for its severity, else the defaults'.
-    severity = merged.get("severity", (Severity.WARNING,))[0]
-    if "channels" not in values and severity.value in routes:
-        merged["channels"] = routes[severity.value]
+    if routes and "channels" not in values:
+        severity = merged.get("severity", (Severity.WARNING,))[0]
+        if severity.value in routes:
+            merged["channels"] = routes[severity.value]
     kwargs = {key: value for key, (value, _node) in merged.items()}
     if "channels" in values:
         _check_channels(values["channels"][0], values["channels"][1], channels, ctx, f"monitor '{name}'")
     if "escalate" in values:
         for step in values["escalate"][0]:
             _check_channels(step.channels, values["escalate"][1], channels, ctx, f"monitor '{name}' escalate")
-    return MonitorConfig(name=name, **kwargs)
+    return new_monitor_config(name=name, **kwargs)
 
 
 def _check_channels(names: tuple[str, ...], node: yaml.Node, channels: dict[str, ChannelConfig], ctx: _Ctx,

@@ -2,12 +2,22 @@
 
 Each ``*_KEYS`` table maps a key to ``(converter, description)``; the tables
 drive validation, the "did you mean" suggestions and the README key check
-(:func:`cronwarden.config.all_documented_keys`). A converter takes a YAML node
-and the loader context :class:`_Ctx` and returns the value or raises
-``ValueError``; :func:`_read_section` turns that into a problem that carries
-the node's line and column. The section builders in :mod:`cronwarden.config`
-assemble the converted values into the dataclasses of
-:mod:`cronwarden.configtypes`.
+(:func:`cronwarden.config.all_documented_keys`). A converter takes a value and
+the loader context and returns the converted value or raises ``ValueError``;
+:func:`_read_section` turns that into a problem at the value's position. The
+section builders in :mod:`cronwarden.config` assemble the converted values
+into the dataclasses of :mod:`cronwarden.configtypes`.
+
+There are two contexts, and every converter and builder runs unchanged in
+both, through the few methods they share (``scalar``, ``items``, ``mapping``,
+``kind``, ``problem`` ...):
+
+* :class:`_DataCtx`, the fast path: the values are the plain Python data
+  libyaml's parser produced (dicts, lists, scalars). It has no positions, so
+  its first problem raises :class:`Fallback`, and the caller loads the file
+  again with
+* :class:`_Ctx`, the node walk: the values are pyyaml nodes, and every problem
+  is recorded with the line and column of its node.
 """
 
 from __future__ import annotations
@@ -30,13 +40,19 @@ UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-
 
 # --------------------------------------------------------------------------
 # Key tables. Each entry: key -> (converter, description). A converter takes
-# (node, loader context) and returns the value or raises ValueError.
+# (value, loader context) and returns the converted value or raises ValueError;
+# the value is a YAML node (_Ctx) or plain data (_DataCtx), and converters only
+# look at it through the context.
 
-Converter = Callable[[yaml.Node, "_Ctx"], Any]
+Converter = Callable[[Any, "_Ctx | _DataCtx"], Any]
+
+
+class Fallback(Exception):
+    """The fast path met a problem (or something it does not handle): walk the nodes instead."""
 
 
 class _Ctx:
-    """Carries the loader and the problem list through the walk."""
+    """The node walk: carries the loader and the problem list; values are yaml nodes."""
 
     def __init__(self, path: str, loader: yaml.SafeLoader) -> None:  # or CSafeLoader
         self.path = path
@@ -55,6 +71,121 @@ class _Ctx:
         except yaml.YAMLError as exc:  # an unknown tag, a bad timestamp, ...
             problem = getattr(exc, "problem", None) or str(exc)
             raise ValueError(" ".join(str(problem).split())) from None
+
+    @staticmethod
+    def kind(node: yaml.Node) -> str:
+        return _kind(node)
+
+    @staticmethod
+    def items(node: yaml.Node) -> list[yaml.Node] | None:
+        """The items of a list, None for anything else."""
+        return node.value if isinstance(node, yaml.SequenceNode) else None
+
+    @staticmethod
+    def is_mapping(node: yaml.Node) -> bool:
+        return isinstance(node, yaml.MappingNode)
+
+    @staticmethod
+    def keys(node: yaml.Node) -> set[str]:
+        """The keys a mapping spells out (also those whose values are wrong)."""
+        return {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+
+    @staticmethod
+    def quote_width(node: yaml.Node) -> int:
+        """1 for a quoted scalar: a column inside its text is one further right."""
+        return 1 if getattr(node, "style", None) in ("'", '"') else 0
+
+    def mapping(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        """(key, key node, value node) of a mapping, reporting duplicates and non-string keys."""
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                if self.scalar(node) is None:
+                    return []
+            except ValueError:
+                pass
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, f"{what} must be a mapping, found a {_kind(node)}")
+            return []
+        seen: dict[str, yaml.Node] = {}
+        triples = []
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self.problem(key_node, f"keys of {what} must be strings")
+                continue
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                self.problem(key_node, f"duplicate key '{key}' in {what} (first defined on line {first})")
+                continue
+            seen[key] = key_node
+            triples.append((key, key_node, value_node))
+        return triples
+
+    def convert(self, converter: Converter, node: yaml.Node) -> Any:
+        return converter(node, self)
+
+
+class _DataCtx:
+    """The fast path: values are plain data, with mapping keys as written (see
+    config._load_data); the first problem raises Fallback.
+
+    Converted scalar values are cached by (converter, type, value): a value met
+    100,000 times is checked once, and equal results are one shared object."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[Any, ...], Any] = {}
+
+    def problem(self, value: Any, message: str, col_offset: int = 0) -> None:
+        raise Fallback(message)
+
+    @staticmethod
+    def scalar(value: Any) -> Any:
+        if type(value) is dict or type(value) is list:
+            raise ValueError(f"expected a single value, found a {_DataCtx.kind(value)}")
+        return value
+
+    @staticmethod
+    def kind(value: Any) -> str:
+        return "mapping" if type(value) is dict else "list" if type(value) is list else "value"
+
+    @staticmethod
+    def items(value: Any) -> list[Any] | None:
+        return value if type(value) is list else None
+
+    @staticmethod
+    def is_mapping(value: Any) -> bool:
+        return type(value) is dict
+
+    @staticmethod
+    def keys(value: Any) -> Any:
+        return value if type(value) is dict else ()
+
+    @staticmethod
+    def quote_width(value: Any) -> int:
+        return 0
+
+    def mapping(self, value: Any, what: str) -> Any:
+        if type(value) is dict:
+            return zip(value, value, value.values())  # (key, key, value)
+        if value is None:
+            return []
+        raise Fallback(f"{what} must be a mapping")
+
+    def convert(self, converter: Converter, value: Any) -> Any:
+        kind = type(value)
+        if kind is dict:
+            return converter(value, self)
+        if kind is list:
+            if not all(type(item) is str for item in value):
+                return converter(value, self)
+            key: tuple[Any, ...] = (converter, kind, *value)
+        else:
+            key = (converter, kind, value)
+        try:
+            return self.cache[key]
+        except KeyError:
+            result = self.cache[key] = converter(value, self)
+            return result
 
 
 def _kind(node: yaml.Node) -> str:
@@ -119,11 +250,12 @@ def _size(node: yaml.Node, ctx: _Ctx) -> int:
 
 
 def _str_list(node: yaml.Node, ctx: _Ctx) -> tuple[str, ...]:
-    if isinstance(node, yaml.ScalarNode):
-        return (_str(node, ctx),)
-    if not isinstance(node, yaml.SequenceNode):
-        raise ValueError(f"expected a list of strings, found a {_kind(node)}")
-    return tuple(_str(item, ctx) for item in node.value)
+    items = ctx.items(node)
+    if items is None:
+        if ctx.kind(node) == "value":
+            return (_str(node, ctx),)
+        raise ValueError(f"expected a list of strings, found a {ctx.kind(node)}")
+    return tuple(_str(item, ctx) for item in items)
 
 
 def _timezone(node: yaml.Node, ctx: _Ctx) -> str:
@@ -175,10 +307,11 @@ def _key(node: yaml.Node, ctx: _Ctx) -> str:
 
 
 def _escalate(node: yaml.Node, ctx: _Ctx) -> tuple[Escalation, ...]:
-    if not isinstance(node, yaml.SequenceNode):
-        raise ValueError(f"expected a list like [{{after: 15m, channels: [pager]}}], found a {_kind(node)}")
+    items = ctx.items(node)
+    if items is None:
+        raise ValueError(f"expected a list like [{{after: 15m, channels: [pager]}}], found a {ctx.kind(node)}")
     steps = []
-    for item in node.value:
+    for item in items:
         values = _read_section(item, ctx, "an escalation step", ESCALATION_KEYS)
         if "after" not in values or "channels" not in values:
             ctx.problem(item, "an escalation step needs 'after' and 'channels'")
@@ -188,16 +321,16 @@ def _escalate(node: yaml.Node, ctx: _Ctx) -> tuple[Escalation, ...]:
 
 
 def _rules(node: yaml.Node, ctx: _Ctx) -> tuple[Rule, ...]:
-    if not isinstance(node, yaml.SequenceNode):
-        raise ValueError(f"expected a list of rules, found a {_kind(node)}")
+    items = ctx.items(node)
+    if items is None:
+        raise ValueError(f"expected a list of rules, found a {ctx.kind(node)}")
     rules = []
-    for item in node.value:
+    for item in items:
         try:
             rules.append(parse_rule(_str(item, ctx)))
         except RuleError as exc:
             # Point at the offending character inside the quoted rule.
-            quoted = 1 if getattr(item, "style", None) in ("'", '"') else 0
-            ctx.problem(item, str(exc), exc.col + quoted)
+            ctx.problem(item, str(exc), exc.col + ctx.quote_width(item))
         except ValueError as exc:
             ctx.problem(item, str(exc))
     return tuple(rules)
@@ -305,40 +438,12 @@ MAINTENANCE_KEYS: dict[str, tuple[Converter, str]] = {
 TOP_KEYS = ("server", "defaults", "channels", "routes", "monitors", "maintenance")
 
 
-def _mapping(node: yaml.Node, ctx: _Ctx, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
-    """Key/value node pairs of a mapping, reporting duplicates and non-string keys."""
-    if isinstance(node, yaml.ScalarNode):
-        try:
-            if ctx.scalar(node) is None:
-                return []
-        except ValueError:
-            pass
-    if not isinstance(node, yaml.MappingNode):
-        ctx.problem(node, f"{what} must be a mapping, found a {_kind(node)}")
-        return []
-    seen: dict[str, yaml.Node] = {}
-    pairs = []
-    for key_node, value_node in node.value:
-        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-        if not isinstance(key, str):
-            ctx.problem(key_node, f"keys of {what} must be strings")
-            continue
-        if key in seen:
-            first = seen[key].start_mark.line + 1
-            ctx.problem(key_node, f"duplicate key '{key}' in {what} (first defined on line {first})")
-            continue
-        seen[key] = key_node
-        pairs.append((key_node, value_node))
-    return pairs
-
-
 def _read_section(
     node: yaml.Node, ctx: _Ctx, what: str, table: dict[str, tuple[Converter, str]]
 ) -> dict[str, tuple[Any, yaml.Node]]:
-    """Convert a mapping with `table`; unknown keys get a suggestion."""
+    """Convert a mapping with `table` into key -> (value, its node); unknown keys get a suggestion."""
     out: dict[str, tuple[Any, yaml.Node]] = {}
-    for key_node, value_node in _mapping(node, ctx, what):
-        key = key_node.value
+    for key, key_node, value_node in ctx.mapping(node, what):
         if key not in table:
             close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(table)})"
@@ -349,7 +454,7 @@ def _read_section(
             out[key] = (value_node, value_node)
             continue
         try:
-            out[key] = (converter(value_node, ctx), value_node)
+            out[key] = (ctx.convert(converter, value_node), value_node)
         except ValueError as exc:
             ctx.problem(value_node, f"{key}: {exc}")
     return out

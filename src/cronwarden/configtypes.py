@@ -13,9 +13,10 @@ import functools
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .rules import Rule
@@ -143,6 +144,32 @@ class MonitorConfig:
     @property
     def schedule_text(self) -> str:
         return f"every {self.every}s" if self.every is not None else f"cron '{self.cron}' ({self.timezone})"
+
+
+def _slot_builder(cls: type) -> Any:
+    """A function taking the arguments of frozen slots dataclass `cls`'s __init__ and
+    returning the same instance faster: it stores each field through its slot rather
+    than through object.__setattr__, as the generated __init__ of a frozen class
+    does, which takes 40% of building a MonitorConfig. (No field may have a default
+    factory, and the class no __post_init__; a test compares it with __init__.)"""
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    params, lines = [], []
+    for f in fields(cls):
+        assert f.init and f.default_factory is MISSING, f.name
+        namespace[f"set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"default_{f.name}"] = f.default
+            params.append(f"{f.name}=default_{f.name}")
+        lines.append(f"    set_{f.name}(self, {f.name})\n")
+    assert not hasattr(cls, "__post_init__")
+    exec(f"def build({', '.join(params)}):\n    self = new(cls)\n{''.join(lines)}    return self\n", namespace)
+    return namespace["build"]
+
+
+# MonitorConfig(...), for the loader, which builds 100,000 of them at 100,000 monitors.
+new_monitor_config = _slot_builder(MonitorConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -315,10 +315,12 @@ def next_deadline(cfg: MonitorConfig, state: MonitorState,
     `maintenance_until`: the end of the maintenance window the monitor is in."""
     if state.paused:
         return state.paused_until
-    candidates: list[datetime] = []
-    if state.incident is not None and state.incident.held:
-        candidates.append(maintenance_until or state.incident.opened_at)
     incident = state.incident
+    if incident is None and not state.open_runs:
+        return missed_deadline(cfg, state)  # no incident, no run open (all of them at start-up)
+    candidates: list[datetime] = []
+    if incident is not None and incident.held:
+        candidates.append(maintenance_until or incident.opened_at)
     if incident is None or (incident.kind is not AlertKind.MISSED and not incident.missed_noted):
         candidates.append(missed_deadline(cfg, state))
     if incident is not None and incident.notified and not incident.acked:

@@ -192,6 +192,11 @@ def validate_cron(expr: str) -> str | None:
     return None
 
 
+# Cached: at start-up every new monitor counts from the same instant, and
+# monitors share a few schedules (@daily, 0 * * * * ...) in a few zones. Equal
+# aware datetimes are the same instant, and the result depends on the instant
+# only; errors are not cached.
+@lru_cache(maxsize=8192)
 def next_cron_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime:
     """The first fire time strictly after `after` of cron `expr` in wall time of `tz`.
 
@@ -373,7 +378,7 @@ def _next_match(
             month, day, hour, minute = allowed_month, 1, 0, 0
         # Day 1 is weekday `first_weekday` counted from Monday = 0, so counted
         # from Sunday = 0 (cron's numbering) day d is (first_weekday + d) % 7.
-        first_weekday, days_in_month = calendar.monthrange(year, month)
+        first_weekday, days_in_month = _monthrange(year, month)
         while day <= days_in_month:
             dom_ok = dom_bits >> day & 1
             dow_ok = dow_bits >> ((first_weekday + day) % 7) & 1
@@ -393,6 +398,10 @@ def _next_match(
         if month == 13:
             year, month = year + 1, 1
     raise ValueError(f"no matching time within {_SEARCH_YEARS} years of {datetime(*start[:4])}")
+
+
+# calendar.monthrange, cached: it is a third of the matching time otherwise.
+_monthrange = lru_cache(maxsize=4096)(calendar.monthrange)
 
 
 # --- wall time to UTC ----------------------------------------------------------
