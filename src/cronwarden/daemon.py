@@ -27,13 +27,14 @@ import logging
 import os
 import signal
 from collections import defaultdict, deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
 from aiohttp import web
 
 from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, transitions
+from .adopt import Adopter
 from . import store as sql
 from .channels import sender_for
 from .channels.log import format_line
@@ -198,37 +199,27 @@ class Daemon:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    @staticmethod
-    def _adopt(name: str, stored: tuple[dict, float | None] | None, now: datetime,  # type: ignore[type-arg]
-               statements: list[Statement]) -> MonitorState:
-        """The state of a configured monitor: as stored; new (due from now) if never
-        seen; and for one that was removed and is back, new again but keeping its
-        incident numbering (its history stays, its old outage is closed)."""
-        if stored is not None and stored[1] is None:
-            return MonitorState.from_json(stored[0])
-        state = monitor.new_state(now)
-        if stored is not None:
-            old = MonitorState.from_json(stored[0])
-            state = replace(state, incident_count=old.incident_count)
-            statements.append(sql.close_open_incidents(name, now.timestamp()))
-        statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
-        return state
-
     async def _recover(self) -> None:
         now = self.clock.now()
         stored = await self.store.load_monitors()
         self.incident_ids = await self.store.incident_ids()
         statements: list[Statement] = []
+        adopter = Adopter(now, statements)
         for name in self.config.monitors:
-            self.states[name] = self._adopt(name, stored.get(name), now, statements)
+            self.states[name] = adopter.adopt(name, stored.get(name))
         for name in stored:
             if name not in self.config.monitors:
                 statements.append(sql.mark_removed(name, now.timestamp()))
-        await self.store.write(statements)
+        del stored, adopter
+        # The write runs in the database thread while the deadlines are worked out here.
+        written = asyncio.ensure_future(self.store.write(statements))
         overdue = 0
-        for name in self.states:
+        for count, name in enumerate(self.states, 1):
             deadline = self._schedule(name)
             overdue += deadline is not None and deadline < now
+            if count % 10_000 == 0:
+                await asyncio.sleep(0)  # let the write reach its thread
+        await written
         if overdue:
             log.info("%d monitors fell due while the daemon was down; checking them now", overdue)
 
@@ -338,11 +329,10 @@ class Daemon:
         except StoreError:
             log.error("cannot re-read state after a failed write; it is re-read at the next start")
             return
-        now = self.clock.now()
+        adopter = Adopter(self.clock.now(), [])
         for name in names:
             if name in self.states:
-                statements: list[Statement] = []
-                self.states[name] = self._adopt(name, stored.get(name), now, statements)
+                self.states[name] = adopter.adopt(name, stored.get(name))
                 self._schedule(name)
         log.warning("state of %d monitor(s) re-read from the database after a failed write", len(names))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import store as sql
+from .adopt import Adopter
 from .config import Config, ConfigError, ServerConfig, parse_config
 from .store import Statement
 
@@ -99,9 +100,10 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
             daemon.wheel.cancel(name)
             statements.append(sql.mark_removed(name, now.timestamp()))
     stored = await daemon.store.load_monitors()
+    adopter = Adopter(now, statements)
     for name in new.monitors:
         if name not in daemon.states:
-            daemon.states[name] = daemon._adopt(name, stored.get(name), now, statements)
+            daemon.states[name] = adopter.adopt(name, stored.get(name))
     daemon.adopt_config(new)
     await daemon.store.write(statements)
     for name in daemon.states:

@@ -20,11 +20,12 @@ from .fastjson import dumps
 Statement = tuple[str, Sequence[Any]]
 
 
-def upsert_monitor(name: str, created_at: float, state: dict[str, Any]) -> Statement:
+def upsert_monitor(name: str, created_at: float, state: dict[str, Any] | str) -> Statement:
+    """`state`: MonitorState.to_json(), or that already encoded."""
     return (
         "INSERT INTO monitors (name, created_at, state, removed_at) VALUES (?, ?, ?, NULL) "
         "ON CONFLICT (name) DO UPDATE SET state = excluded.state, removed_at = NULL",
-        (name, created_at, dumps(state)),
+        (name, created_at, state if isinstance(state, str) else dumps(state)),
     )
 
 

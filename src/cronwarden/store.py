@@ -35,7 +35,6 @@ from typing import Any, Callable, Iterable, Sequence
 
 import aiosqlite
 
-from . import fastjson
 from .schema import ID_TABLES, MIGRATIONS, SCHEMA_VERSION
 from .statements import (
     Statement,
@@ -239,10 +238,10 @@ class Store:
         assert row is not None
         return bytes(row["value"])
 
-    async def load_monitors(self) -> dict[str, tuple[dict[str, Any], float | None]]:
-        """name -> (state, removed_at) for every monitor ever seen."""
+    async def load_monitors(self) -> dict[str, tuple[str, float | None]]:
+        """name -> (state as stored, JSON text; removed_at) for every monitor ever seen."""
         rows = await self.fetchall("SELECT name, state, removed_at FROM monitors")
-        return {r["name"]: (fastjson.loads(r["state"]), r["removed_at"]) for r in rows}
+        return {name: (state, removed_at) for name, state, removed_at in rows}
 
     async def incident_ids(self) -> dict[tuple[str, int], int]:
         rows = await self.fetchall("SELECT id, monitor, seq FROM incidents")
