@@ -36,8 +36,10 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 from ping_throughput import ping_paths  # noqa: E402
 from ping_throughput import wait_quiet  # noqa: E402
-from startup import monitors as mixed_monitors  # noqa: E402
+from startup import monitors as mixed_monitors, summarize_startup_profile  # noqa: E402
 
 RELOADED = re.compile(r"^(\S+ \S+) \w+ cronwarden: (configuration reloaded: .*|reload refused.*)$", re.M)
 
@@ -65,7 +67,7 @@ class Load:
         self.errors: dict[str, int] = {}
         self.started = 0.0
         self._stop = asyncio.Event()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[asyncio.Task, float] = {}  # in flight -> due time
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.connections)
@@ -80,8 +82,8 @@ class Load:
                     await asyncio.sleep(wait)
                     continue
                 task = asyncio.create_task(self._one(session, self.paths[i % len(self.paths)], due))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks[task] = due
+                task.add_done_callback(self._tasks.pop)
                 i += 1
             if self._tasks:
                 await asyncio.wait(self._tasks)
@@ -98,6 +100,15 @@ class Load:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def drained(self, timeout: float, lag: float = 0.25) -> float:
+        """Wait until no request due more than `lag` seconds ago is unanswered; returns the seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if min(self._tasks.values(), default=float("inf")) > time.monotonic() - lag:
+                break
+            await asyncio.sleep(0.01)
+        return time.monotonic() - t0
 
 
 def window_figures(records: list[tuple[float, float, int | None]], start: float, end: float) -> dict:
@@ -163,7 +174,7 @@ async def run(args: argparse.Namespace, source: str) -> int:
         load_task = asyncio.create_task(load.run())
         await asyncio.sleep(args.before)
         steady = window_figures(load.records, load.started + 0.5, time.monotonic())
-        rows = [["steady load (no reload)", "", f"{steady['gap_ms']:.0f}", steady["n"], f"{steady['p50_ms']:.1f}",
+        rows = [["steady load (no reload)", "", "", f"{steady['gap_ms']:.0f}", steady["n"], f"{steady['p50_ms']:.1f}",
                  f"{steady['p99_ms']:.1f}", f"{steady['max_ms']:.0f}", "", ""]]
         gc_notes = []
         failed = False
@@ -172,6 +183,14 @@ async def run(args: argparse.Namespace, source: str) -> int:
                 new = c.write_config(workdir, changed_lines(lines, args.change), name="cw.yaml.new")
                 os.replace(new, config)
             offset = proc.log_path.stat().st_size
+            spy = None
+            if args.py_spy:
+                raw = Path(f"{args.py_spy}-{label}.collapsed")
+                spy = subprocess.Popen(
+                    [shutil.which("py-spy") or str(Path(c.PYTHON).parent / "py-spy"), "record", "--pid",
+                     str(proc.pid), "--nolineno", "--rate", "200", "--format", "raw", "--output", str(raw),
+                     "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                await asyncio.sleep(1.0)
             cpu0, st0 = c.cpu_seconds(proc.pid), c.cpu_times()
             sent_wall, sent = time.time(), time.monotonic()
             os.kill(proc.pid, signal.SIGHUP)
@@ -182,9 +201,18 @@ async def run(args: argparse.Namespace, source: str) -> int:
             other = c.busy_between(st0, st1, args.daemon_cpu) - (cpu1 - cpu0) / max(1e-3, time.monotonic() - sent)
             c.log(f"    {message} after {applied:.2f}s (seen here after {seen - sent:.2f}s)")
             failed |= not message.startswith("configuration reloaded")
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                await loop.run_in_executor(None, spy.wait, 30)
+                summary = summarize_startup_profile(raw).replace("from spawn to the first /healthz 200",
+                                                                 "from 1 s before the SIGHUP to the reload line")
+                Path(f"{args.py_spy}-{label}.txt").write_text(summary)
+                gc_notes.append(f"py-spy profile of the {label} reload ({raw}):\n{summary}")
+            drain = await load.drained(args.reload_timeout)
+            c.log(f"    the client's backlog answered {drain:.2f}s after that")
             await asyncio.sleep(args.after)
             w = window_figures(load.records, sent, sent + max(applied, 0.0))
-            rows.append([f"SIGHUP, {label} file", f"{applied:.2f}", f"{w['gap_ms']:.0f}", w["n"],
+            rows.append([f"SIGHUP, {label} file", f"{applied:.2f}", f"{applied + drain:.2f}", f"{w['gap_ms']:.0f}", w["n"],
                          f"{w['p50_ms']:.1f}", f"{w['p99_ms']:.1f}", f"{w['max_ms']:.0f}",
                          "-" if args.no_pin else f"{100 * max(0.0, other):.0f}%", message])
             if args.gc_log:
@@ -214,9 +242,9 @@ async def run(args: argparse.Namespace, source: str) -> int:
               f"{len(load.records) / span:.0f}/s answered over {span:.1f}s")
         print(f"changed file: {args.change} monitors changed, 1 added; applied: SIGHUP to the daemon's "
               f"'configuration reloaded' line; gap: longest interval between consecutive answers during the "
-              f"reload; in flight: requests due before it was applied and answered after the SIGHUP, latency ="
+              f"reload; caught up: until no ping due more than 0.25 s ago was unanswered; in flight: requests due before it was applied and answered after the SIGHUP, latency ="
               f" answer - due time; other on CPU0: CPU 0 busy minus the daemon's CPU during the reload")
-        print(c.table(["", "applied s", "longest gap ms", "in flight", "p50 ms", "p99 ms", "max ms", "other on CPU0",
+        print(c.table(["", "applied s", "caught up s", "longest gap ms", "in flight", "p50 ms", "p99 ms", "max ms", "other on CPU0",
                        "daemon log"],
                       rows))
         for note in gc_notes:
@@ -243,13 +271,16 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=100, help="most connections the client opens (default 100)")
     ap.add_argument("--change", type=int, default=5, help="monitors changed by the first reload (default 5)")
     ap.add_argument("--before", type=float, default=3.0, help="seconds of load before each SIGHUP (default 3)")
-    ap.add_argument("--after", type=float, default=2.0, help="seconds of load after a reload was applied")
+    ap.add_argument("--after", type=float, default=2.0, help="seconds of load after a reload was applied and "
+                    "the client caught up (default 2)")
     ap.add_argument("--reload-timeout", type=float, default=180.0, help="seconds a reload may take")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="client timeout per ping")
     ap.add_argument("--gc-log", action="store_true", help="run the daemon through bench/_gcwatch.py and report "
                     "the garbage collector's pauses during each reload")
     ap.add_argument("--wait-quiet", type=float, default=5.0, help="before starting, wait up to this many "
                     "seconds for both CPUs to be idle (a shared machine); 0: do not wait")
+    ap.add_argument("--py-spy", metavar="PREFIX", help="profile the daemon with py-spy during each reload "
+                    "(PREFIX-changed.txt, PREFIX-unchanged.txt)")
     ap.add_argument("--daemon-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--no-pin", action="store_true", help="let the scheduler place the daemon and the client")
