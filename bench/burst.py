@@ -225,7 +225,8 @@ def main() -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in ("keepalive", "close") for m in modes):
         ap.error("--modes: keepalive, close")
-    budget = args.max_seconds or 60 + len(modes) * (20 + args.lead + args.wait_quiet + args.monitors / 2000 + args.pings / 300)
+    budget = args.max_seconds or 60 + len(modes) * (20 + args.lead + args.wait_quiet + args.monitors / 2000
+                                                    + args.pings / 300)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))
     signal.alarm(int(budget))
     try:
@@ -257,7 +258,8 @@ def main() -> int:
                        "p99 ms", "max ms", "daemon CPU", "CPU0 busy", "CPU1 busy"], rows))
         for r in results:
             print(f"{r['mode']}: answers {r['detail']}; {r['stored']} rows in the pings table; "
-                  f"{r['alerts']} alerts raised; load processes began {1000 * r['late']:.0f} ms after the instant, used {r['client_cpu']:.1f} s CPU")
+                  f"{r['alerts']} alerts raised; load processes began {1000 * r['late']:.0f} ms after the instant, "
+                  f"used {r['client_cpu']:.1f} s CPU")
         bad = [r["mode"] for r in results if r["refused"] or r["errored"] or r["lost"]]
         if bad:
             print(f"FAILED: pings refused, errored or lost in {', '.join(bad)}")

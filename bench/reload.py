@@ -119,7 +119,9 @@ def window_figures(records: list[tuple[float, float, int | None]], start: float,
         if b >= start and a <= end and b - a > gap:
             gap, gap_at = b - a, a
     inflight = [done - due for due, done, _ in records if due <= end and done >= start]
+    answered = sum(1 for _, done, _ in records if start <= done <= end)
     return {"gap_ms": 1000 * gap, "gap_from": gap_at - start, "n": len(inflight),
+            "rate": answered / (end - start) if end > start else float("nan"),
             "max_ms": 1000 * max(inflight, default=0.0), "p99_ms": 1000 * c.percentile(inflight, 99),
             "p50_ms": 1000 * c.percentile(inflight, 50)}
 
@@ -173,9 +175,9 @@ async def run(args: argparse.Namespace, source: str) -> int:
                     args.request_timeout)
         load_task = asyncio.create_task(load.run())
         await asyncio.sleep(args.before)
-        steady = window_figures(load.records, load.started + 0.5, time.monotonic())
-        rows = [["steady load (no reload)", "", "", f"{steady['gap_ms']:.0f}", steady["n"], f"{steady['p50_ms']:.1f}",
-                 f"{steady['p99_ms']:.1f}", f"{steady['max_ms']:.0f}", "", ""]]
+        steady = window_figures(load.records, load.started + min(0.5, args.before / 2), time.monotonic())
+        rows = [["steady load (no reload)", "", "", f"{steady['gap_ms']:.0f}", f"{steady['rate']:.0f}", steady["n"],
+                 f"{steady['p50_ms']:.1f}", f"{steady['p99_ms']:.1f}", f"{steady['max_ms']:.0f}", "", ""]]
         gc_notes = []
         failed = False
         for label in ("changed", "unchanged"):
@@ -212,7 +214,8 @@ async def run(args: argparse.Namespace, source: str) -> int:
             c.log(f"    the client's backlog answered {drain:.2f}s after that")
             await asyncio.sleep(args.after)
             w = window_figures(load.records, sent, sent + max(applied, 0.0))
-            rows.append([f"SIGHUP, {label} file", f"{applied:.2f}", f"{applied + drain:.2f}", f"{w['gap_ms']:.0f}", w["n"],
+            rows.append([f"SIGHUP, {label} file", f"{applied:.2f}", f"{applied + drain:.2f}",
+                         f"{w['gap_ms']:.0f} at +{w['gap_from']:.1f}s", f"{w['rate']:.0f}", w["n"],
                          f"{w['p50_ms']:.1f}", f"{w['p99_ms']:.1f}", f"{w['max_ms']:.0f}",
                          "-" if args.no_pin else f"{100 * max(0.0, other):.0f}%", message])
             if args.gc_log:
@@ -242,16 +245,17 @@ async def run(args: argparse.Namespace, source: str) -> int:
               f"{len(load.records) / span:.0f}/s answered over {span:.1f}s")
         print(f"changed file: {args.change} monitors changed, 1 added; applied: SIGHUP to the daemon's "
               f"'configuration reloaded' line; gap: longest interval between consecutive answers during the "
-              f"reload; caught up: until no ping due more than 0.25 s ago was unanswered; in flight: requests due before it was applied and answered after the SIGHUP, latency ="
-              f" answer - due time; other on CPU0: CPU 0 busy minus the daemon's CPU during the reload")
-        print(c.table(["", "applied s", "caught up s", "longest gap ms", "in flight", "p50 ms", "p99 ms", "max ms", "other on CPU0",
-                       "daemon log"],
-                      rows))
+              f"reload (at: its start, after the SIGHUP); answered/s: answers between SIGHUP and applied;\n"
+              f"caught up: until no ping due more than 0.25 s ago was unanswered; in flight: requests due before "
+              f"it was applied and answered after the SIGHUP, latency = answer - due time; other on CPU0: CPU 0 "
+              f"busy minus the daemon's CPU during the reload")
+        print(c.table(["", "applied s", "caught up s", "longest gap ms", "answered/s", "in flight", "p50 ms",
+                       "p99 ms", "max ms", "other on CPU0", "daemon log"], rows))
         for note in gc_notes:
             print(note)
         print(f"pings: {len(load.records)} sent, {ok} answered 200, {errors} errors or other statuses"
-              f"{' ' + str(load.errors) if load.errors else ''}; {stored} rows in the pings table after SIGTERM (lost: {ok - stored}); "
-              f"{health['alerts']} alerts raised")
+              f"{' ' + str(load.errors) if load.errors else ''}; {stored} rows in the pings table after SIGTERM "
+              f"(lost: {ok - stored}); {health['alerts']} alerts raised")
         if failed or errors or ok != stored:
             print("FAILED: a reload was refused, or pings errored or were lost")
             return 1
