@@ -120,6 +120,15 @@ def split(paths: list[str], n: int) -> list[list[str]]:
     return streams
 
 
+def listen_drops() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (whole machine)."""
+    try:
+        head, values = [line.split() for line in open("/proc/net/netstat") if line.startswith("TcpExt:")][:2]
+        return dict(zip(head[1:], map(int, values[1:]))).get("ListenDrops", 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def one_mode(args: argparse.Namespace, workdir: Path, mode: str, procs: list[c.Proc]) -> dict:
     close = mode == "close"
     config = c.write_config(workdir / mode, c.monitor_lines(args.monitors, mixed=False, every="1h"), grace="1h")
@@ -145,7 +154,7 @@ def one_mode(args: argparse.Namespace, workdir: Path, mode: str, procs: list[c.P
         loaders.append((subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log_file, env=c.child_env()),
                         out, log_file))
     c.log(f"  {args.pings} pings from {args.clients} clients in {nprocs} processes on CPU {args.client_cpu} ...")
-    (u0, s0), st0 = c.cpu_split(daemon.pid), c.cpu_times()
+    (u0, s0), st0, drops0 = c.cpu_split(daemon.pid), c.cpu_times(), listen_drops()
     try:
         for popen, _, _ in loaders:
             popen.wait(args.request_timeout + args.pings / 50 + 30)
@@ -155,7 +164,7 @@ def one_mode(args: argparse.Namespace, workdir: Path, mode: str, procs: list[c.P
                 popen.kill()
                 popen.wait(5)
             log_file.close()
-    (u1, s1), st1 = c.cpu_split(daemon.pid), c.cpu_times()
+    (u1, s1), st1, drops1 = c.cpu_split(daemon.pid), c.cpu_times(), listen_drops()
     results = []
     for i, (popen, out, _) in enumerate(loaders):
         if popen.returncode != 0 or not out.exists():
@@ -186,7 +195,8 @@ def one_mode(args: argparse.Namespace, workdir: Path, mode: str, procs: list[c.P
         "server_cpu": (u1 + s1 - u0 - s0), "core_busy": c.busy_between(st0, st1, args.server_cpu),
         "client_busy": c.busy_between(st0, st1, args.client_cpu),
         "client_cpu": sum(r["cpu_s"] for r in results), "late": max(r["late"] for r in results),
-        "alerts": health["alerts"], "detail": dict(statuses) | {k: v for k, v in errors.items()},
+        "alerts": health["alerts"], "listen_drops": drops1 - drops0,
+        "detail": dict(statuses) | {k: v for k, v in errors.items()},
     }
 
 
@@ -258,6 +268,8 @@ def main() -> int:
                        "p99 ms", "max ms", "daemon CPU", "CPU0 busy", "CPU1 busy"], rows))
         for r in results:
             print(f"{r['mode']}: answers {r['detail']}; {r['stored']} rows in the pings table; "
+                  f"{r['listen_drops']} connection attempts dropped by the kernel (listen queue full, each "
+                  f"retried by the client after 1 s or more); "
                   f"{r['alerts']} alerts raised; load processes began {1000 * r['late']:.0f} ms after the instant, "
                   f"used {r['client_cpu']:.1f} s CPU")
         bad = [r["mode"] for r in results if r["refused"] or r["errored"] or r["lost"]]
