@@ -7,8 +7,10 @@ CPU 0. This script, on CPU 1, sends a steady ``--rate`` of pings (default
 500/s, open loop: request i is due at start + i/rate whatever the answers
 do, over at most ``--connections`` keep-alive connections; paths as in
 ping_throughput.py) and records for each its due time, the time its answer was
-read and its status. Under that load it sends two SIGHUPs, ``--before``
-seconds apart from the start and from each other's end:
+read and its status. Under that load it sends two SIGHUPs, the first
+``--before`` seconds after the load started, the second once the first was
+applied, the client had caught up (no ping due more than 0.25 s ago still
+unanswered) and ``--before`` seconds more had passed:
 
 * changed: the config file is replaced (atomically) by one with a monitor
   added and ``--change`` monitors changed (period, expression);
@@ -22,12 +24,13 @@ requests due before the reload was applied and answered after the SIGHUP, of
 which the largest latency (answer read - due time: it includes waiting for a
 free connection while the daemon does not answer) and p99; errors = requests
 not answered 200 over the whole run (must be 0). The same gap and latency
-figures for the steady load before the first SIGHUP are the reference. At
-the end the daemon is stopped and its ``pings`` table compared with the 200s.
+figures for the steady load before the first SIGHUP are the reference;
+``--gc-log`` adds the garbage collector's pauses during each reload and
+``--py-spy PREFIX`` a profile of each. At the end the daemon is stopped and its ``pings`` table compared with the 200s.
 
     .venv/bin/python bench/reload.py                            # ~1.5 minutes
     .venv/bin/python bench/reload.py --monitors 10000 --rate 1500
-    .venv/bin/python bench/reload.py --gc-log                   # + GC pauses during each reload
+    .venv/bin/python bench/reload.py --rate 200 --gc-log        # + GC pauses during each reload
 """
 
 from __future__ import annotations
