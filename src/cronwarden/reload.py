@@ -48,7 +48,8 @@ async def reload_from(daemon: "Daemon", path: str | None) -> bool:
 async def _reload(daemon: "Daemon", path: str) -> bool:
     try:
         text = await settled_text(path)
-        new = parse_config(text, Path(path))
+        # 100,000 monitors take seconds to parse: off the event loop, so pings are answered meanwhile
+        new = await asyncio.to_thread(parse_config, text, Path(path))
         if not daemon.config.server.is_loopback and not new.server.api_token():
             raise ConfigError([f"{path}:1:1: refusing a config that leaves the API without a token while "
                                f"listening on {daemon.config.server.host}: set server.api_token_env and "
@@ -67,10 +68,10 @@ async def _reload(daemon: "Daemon", path: str) -> bool:
 async def settled_text(path: str, attempts: int = SETTLE_READS) -> str:
     """The file's text once two reads 50 ms apart agree (an editor may be mid-write)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
         for _ in range(attempts):
             await asyncio.sleep(0.05)
-            again = Path(path).read_text(encoding="utf-8")
+            again = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
             if again == text:
                 return text
             text = again
