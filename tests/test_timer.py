@@ -17,7 +17,7 @@ import pytest
 
 from cronwarden.config import parse_config
 from cronwarden.daemon import MAX_SLEEP, Daemon
-from cronwarden.wheel import Clock
+from cronwarden.wheel import RESOLUTION, Clock
 
 
 class JumpingClock(Clock):
@@ -104,3 +104,20 @@ async def test_a_ping_waits_for_a_failing_commit_of_the_same_monitor_and_builds_
         assert state.failures == 1  # the failed ping is not counted: it was answered 503
     finally:
         await daemon.stop()
+
+
+async def test_a_reload_reschedules_the_monitors_it_changes_and_leaves_the_others(
+        running: tuple[Daemon, JumpingClock], tmp_path: Path) -> None:
+    from cronwarden.reload import apply_config
+
+    daemon, _ = running
+    before = daemon.wheel._where.copy()
+    new = make_config(tmp_path, "  hourly: {every: 2h, grace: 0}\n  quick: {every: 3s, grace: 0}\n"
+                                "  added: {every: 1m, grace: 0}")
+    await apply_config(daemon, new)
+    after = daemon.wheel._where
+    assert after["quick"] == before["quick"]
+    assert after["hourly"] > before["hourly"]  # every 1h -> 2h: its deadline moved
+    assert "added" in after
+    created = daemon.states["added"].created_at.timestamp()
+    assert abs(after["added"] * RESOLUTION - (created + 60)) <= RESOLUTION

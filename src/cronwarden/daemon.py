@@ -48,6 +48,7 @@ from .wheel import Clock, TimerWheel
 log = logging.getLogger("cronwarden")
 
 KEEPALIVE = 75.0  # seconds an idle keep-alive connection stays open
+LISTEN_BACKLOG = 4096  # pending connections the kernel queues (capped by net.core.somaxconn)
 MAX_SLEEP = 5.0  # the timer wakes at least this often to notice wall-clock jumps
 CLOCK_JUMP = 1.0  # seconds of wall/monotonic drift treated as a clock step
 
@@ -121,8 +122,10 @@ class Daemon:
             self.runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False,
                                         keepalive_timeout=KEEPALIVE, shutdown_timeout=5.0)
             await self.runner.setup()
+            # A `:00` burst of curl pings opens hundreds of connections at once: a listen
+            # queue of aiohttp's default 128 drops some, and their clients retry a second later.
             site = web.TCPSite(self.runner, self.config.server.host, self.config.server.port,
-                               reuse_address=True)
+                               reuse_address=True, backlog=LISTEN_BACKLOG)
             await site.start()
             server = site._server
             sockets = getattr(server, "sockets", None) or []

@@ -14,6 +14,7 @@ channels are given up.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -48,8 +49,16 @@ async def reload_from(daemon: "Daemon", path: str | None) -> bool:
 async def _reload(daemon: "Daemon", path: str) -> bool:
     try:
         text = await settled_text(path)
-        # 100,000 monitors take seconds to parse: off the event loop, so pings are answered meanwhile
-        new = await asyncio.to_thread(parse_config, text, Path(path))
+        # 100,000 monitors take seconds to parse: off the event loop, so pings are answered
+        # meanwhile. The cyclic GC stays off while the parse creates its millions of objects
+        # (it would stop everything to scan them again and again), as at start-up.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            new = await asyncio.to_thread(parse_config, text, Path(path))
+        finally:
+            if collecting:
+                gc.enable()
         if not daemon.config.server.is_loopback and not new.server.api_token():
             raise ConfigError([f"{path}:1:1: refusing a config that leaves the API without a token while "
                                f"listening on {daemon.config.server.host}: set server.api_token_env and "
@@ -62,6 +71,8 @@ async def _reload(daemon: "Daemon", path: str) -> bool:
                   len(exc.problems), path)
         return False
     await apply_config(daemon, new)
+    if gc.isenabled():
+        gc.freeze()  # the new config lives until the next reload: full collections skip it
     return True
 
 
@@ -102,13 +113,20 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
             statements.append(sql.mark_removed(name, now.timestamp()))
     stored = await daemon.store.load_monitors()
     adopter = Adopter(now, statements)
-    for name in new.monitors:
-        if name not in daemon.states:
-            daemon.states[name] = adopter.adopt(name, stored.get(name))
+    added = [name for name in new.monitors if name not in daemon.states]
+    for name in added:
+        daemon.states[name] = adopter.adopt(name, stored.get(name))
+    del stored
+    old_windows = daemon.windows
     daemon.adopt_config(new)
     await daemon.store.write(statements)
+    # A deadline depends on the monitor's config, its state and its maintenance windows:
+    # only monitors where one of those changed are scheduled again.
+    windows_changed = {name for name in old_windows.keys() | daemon.windows.keys()
+                       if old_windows.get(name) != daemon.windows.get(name)}
     for name in daemon.states:
-        daemon._schedule(name)
+        if name in windows_changed or old.monitors.get(name) != new.monitors[name]:
+            daemon._schedule(name)
     daemon._sync_workers()
     daemon.stats.reloads += 1
     log.info("configuration reloaded: %d monitors, %d channels", len(new.monitors), len(new.channels))
