@@ -11,7 +11,6 @@ the incident is still open), so a leaked old link is useless.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import secrets
 
@@ -21,7 +20,7 @@ def new_secret() -> bytes:
 
 
 def token(secret: bytes, incident_id: int) -> str:
-    digest = hmac.new(secret, f"ack:{incident_id}".encode(), hashlib.sha256).digest()
+    digest = hmac.digest(secret, f"ack:{incident_id}".encode(), "sha256")  # one C call
     return base64.urlsafe_b64encode(digest[:18]).decode().rstrip("=")
 
 

@@ -79,15 +79,19 @@ class ChannelWorker:
         now = self.clock.time()
         if self.channel.group_window > 0 and now < self.window_until:
             return False  # inside a burst window: the loop wakes at its end
-        rows = await self.store.due_outbox(self.channel.name, now, MAX_DIGEST)
+        digests = self.channel.group_window > 0
+        limit = MAX_DIGEST * self.channel.concurrency if digests else MAX_DIGEST
+        rows = await self.store.due_outbox(self.channel.name, now, limit)
         if not rows:
             return False
-        if self.channel.group_window > 0:
-            # A full digest means more is due right now: send that at once too, and
-            # open the window only after the last part of what was due.
-            if len(rows) < MAX_DIGEST:
+        if digests:
+            # One alert alone, or everything held during the window, in digests of at most
+            # MAX_DIGEST sent side by side (up to `concurrency`). When more was due than
+            # that, the rest goes at once too: the window opens after the last part.
+            if len(rows) < limit:
                 self.window_until = now + self.channel.group_window
-            await self.deliver(rows)  # one alert alone, or everything held during the window
+            parts = [rows[i:i + MAX_DIGEST] for i in range(0, len(rows), MAX_DIGEST)]
+            await asyncio.gather(*(self._limited(part) for part in parts))
         else:
             await asyncio.gather(*(self._limited([row]) for row in rows))
         return True

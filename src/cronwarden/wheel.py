@@ -1,7 +1,7 @@
 """Deadline bookkeeping for the timer task: the wheel, and the clock seam.
 
-The wheel keeps one bucket per tick (RESOLUTION, 50 ms) of wall-clock (UTC
-epoch) time, so rounding a deadline up to its bucket adds at most 50 ms.
+The wheel keeps one bucket per tick (RESOLUTION, 10 ms) of wall-clock (UTC
+epoch) time, so rounding a deadline up to its bucket adds at most 10 ms.
 Scheduling into an existing bucket and cancelling are O(1) dict/set
 operations; a heap holds only the distinct slots that have timers (never
 more than the number of timers), so only the first timer of a new slot pays
@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 from typing import Hashable
 
-RESOLUTION = 0.05  # seconds per bucket
+RESOLUTION = 0.01  # seconds per bucket
 
 
 class TimerWheel:
