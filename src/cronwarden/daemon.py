@@ -117,11 +117,14 @@ class Daemon:
             self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
             self._heartbeat_task = asyncio.create_task(health.heartbeat_loop(self), name="cronwarden-heartbeat")
             self._sync_workers()
-            from .http import build_app
+            from .http import build_app, with_fast_pings
 
             self.runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False,
                                         keepalive_timeout=KEEPALIVE, shutdown_timeout=5.0)
             await self.runner.setup()
+            server = self.runner.server
+            assert server is not None
+            server.request_handler = with_fast_pings(server.request_handler, self)
             # A `:00` burst of curl pings opens hundreds of connections at once: a listen
             # queue of aiohttp's default 128 drops some, and their clients retry a second later.
             site = web.TCPSite(self.runner, self.config.server.host, self.config.server.port,

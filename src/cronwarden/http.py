@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import web
 
@@ -69,7 +69,7 @@ def parse_ping_path(tail: str, ping_key: str | None) -> PingTarget:
     return PingTarget(parts[0], kind, code)
 
 
-async def read_tail(request: web.Request, limit: int) -> bytes:
+async def read_tail(request: web.BaseRequest, limit: int) -> bytes:
     """Read the body, keeping at most the last `limit` bytes (never buffering it all)."""
     if not request.body_exists:
         return b""
@@ -89,7 +89,12 @@ def _text(status: int, message: str) -> web.Response:
 
 
 async def handle_ping(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    """The routed ping handler (methods other than the fast path's reach it too)."""
+    return await answer_ping(request.app[DAEMON], request, request.match_info["tail"])
+
+
+async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> web.Response:
+    """Record the ping `tail` (what follows /ping/) names and answer it."""
     server = daemon.config.server
     limiter = daemon.limiter
     if not limiter.allow(request.remote, time.monotonic()):
@@ -98,7 +103,7 @@ async def handle_ping(request: web.Request) -> web.Response:
                                              f"{server.rate_limit}/s (server.rate_limit)\n",
                             headers={"Retry-After": str(max(1, round(wait)))})
     try:
-        target = parse_ping_path(request.match_info["tail"], server.ping_key)
+        target = parse_ping_path(tail, server.ping_key)
     except PingPathError as exc:
         return _text(exc.status, str(exc))
     name = daemon.resolve(target.ident)
@@ -136,6 +141,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 
+def _internal_error(request: web.BaseRequest) -> web.Response:
+    log.exception("error handling %s %s", request.method, request.path)
+    return web.Response(status=500, text="internal error; see the daemon's log\n")
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """Every failure becomes a one-line answer; nothing a client sends kills the daemon."""
@@ -146,8 +156,31 @@ async def errors_middleware(request: web.Request, handler):  # type: ignore[no-u
             exc.text = f"{exc.status} {exc.reason}\n"
         raise
     except Exception:
-        log.exception("error handling %s %s", request.method, request.path)
-        return web.Response(status=500, text="internal error; see the daemon's log\n")
+        return _internal_error(request)
+
+
+PING_PREFIX = "/ping/"
+PING_METHODS = frozenset({"GET", "POST", "HEAD"})
+
+
+def with_fast_pings(app_handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+                    daemon: "Daemon") -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The server's request handler: a ping (GET/POST/HEAD under /ping/) is answered
+    directly, everything else goes through the application. Routing and the
+    middleware chain cost a ping about as much as the state machine does, and a
+    `:00` burst is all pings. The answers are the same as through the route."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        if request.method in PING_METHODS:
+            path = request.path
+            if path.startswith(PING_PREFIX):
+                try:
+                    return await answer_ping(daemon, request, path[len(PING_PREFIX):])
+                except Exception:
+                    return _internal_error(request)
+        return await app_handler(request)
+
+    return handle
 
 
 def build_app(daemon: "Daemon") -> web.Application:
