@@ -151,3 +151,17 @@ async def test_the_next_delivery_time_ignores_rows_waiting_behind_an_earlier_one
         assert [r["id"] for r in await store.due_outbox("hook", 1000.0)] == [1]
     finally:
         await store.close()
+
+
+async def test_stored_states_are_read_for_all_monitors_or_for_the_names_asked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        await store.write([sql.upsert_monitor(f"m{i}", 1.0, {"created_at": float(i)}) for i in range(1200)])
+        assert len(await store.load_monitors()) == 1200
+        wanted = [f"m{i}" for i in range(0, 1200, 2)] + ["never-seen"]  # more than one query's worth
+        got = await store.load_monitors(wanted)
+        assert sorted(got) == sorted(wanted[:-1])
+        assert got["m4"] == ('{"created_at":4.0}', None)
+    finally:
+        await store.close()

@@ -330,7 +330,7 @@ class Daemon:
     async def _resync(self, names: set[str]) -> None:
         """Reload `names`' state from the database (the truth after a failed commit)."""
         try:
-            stored = await self.store.load_monitors()
+            stored = await self.store.load_monitors(list(names))
             self.incident_ids.update(await self.store.incident_ids())
         except StoreError:
             log.error("cannot re-read state after a failed write; it is re-read at the next start")

@@ -111,9 +111,9 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
             daemon.history.pop(name, None)
             daemon.wheel.cancel(name)
             statements.append(sql.mark_removed(name, now.timestamp()))
-    stored = await daemon.store.load_monitors()
-    adopter = Adopter(now, statements)
     added = [name for name in new.monitors if name not in daemon.states]
+    stored = await daemon.store.load_monitors(added)
+    adopter = Adopter(now, statements)
     for name in added:
         daemon.states[name] = adopter.adopt(name, stored.get(name))
     del stored

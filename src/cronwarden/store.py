@@ -238,9 +238,17 @@ class Store:
         assert row is not None
         return bytes(row["value"])
 
-    async def load_monitors(self) -> dict[str, tuple[str, float | None]]:
-        """name -> (state as stored, JSON text; removed_at) for every monitor ever seen."""
-        rows = await self.fetchall("SELECT name, state, removed_at FROM monitors")
+    async def load_monitors(self, names: Sequence[str] | None = None) -> dict[str, tuple[str, float | None]]:
+        """name -> (state as stored, JSON text; removed_at) for every monitor ever seen,
+        or for those of `names` that were."""
+        if names is None:
+            rows = await self.fetchall("SELECT name, state, removed_at FROM monitors")
+        else:
+            rows = []
+            for start in range(0, len(names), 500):
+                chunk = names[start:start + 500]
+                rows += await self.fetchall("SELECT name, state, removed_at FROM monitors WHERE name IN "
+                                            f"({','.join('?' * len(chunk))})", chunk)
         return {name: (state, removed_at) for name, state, removed_at in rows}
 
     async def incident_ids(self) -> dict[tuple[str, int], int]:
