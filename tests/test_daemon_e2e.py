@@ -340,3 +340,15 @@ async def test_serve_runs_on_uvloop_when_installed_and_on_the_standard_loop_when
     assert await proc.ping("job/start") == (200, "OK")
     assert await proc.ping("job/0") == (200, "OK")
     assert (await proc.api("monitors/job"))["status"] == "up"
+
+
+async def test_a_ping_with_expect_100_continue_is_told_to_continue_and_recorded(daemon: DaemonFactory) -> None:
+    proc = await daemon("""
+        server: {listen: 127.0.0.1:0, database: ./cw.db}
+        monitors: {job: {every: 1h}}
+    """)
+    body = b"x" * 100_000
+    assert await asyncio.wait_for(proc.ping("job", method="POST", data=body, expect100=True), 5) == (200, "OK")
+    status, _ = await proc.ping("job", method="POST", data=b"x", headers={"Expect": "something-else"})
+    assert status == 417
+    assert (await proc.api("monitors/job"))["status"] == "up"

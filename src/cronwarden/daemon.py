@@ -112,7 +112,8 @@ class Daemon:
         try:
             self.session = aiohttp.ClientSession()
             self.ack_secret = await self.store.secret("ack_links", acklinks.new_secret)
-            await self._recover()
+            async with self.reload_lock:  # a SIGHUP during start-up waits for the states it would change
+                await self._recover()
             self._timer_task = asyncio.create_task(self._timer_loop(), name="cronwarden-timer")
             self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
             self._heartbeat_task = asyncio.create_task(health.heartbeat_loop(self), name="cronwarden-heartbeat")

@@ -4,17 +4,21 @@ orjson encodes a monitor's state in about 1 us and an alert payload in a few,
 where the standard library takes ten times that; the daemon writes one per
 ping and one per alert. What orjson refuses (integers wider than 64 bits in a
 job's metadata, say) goes through the standard library, so nothing a client
-sends can fail a write.
+sends can fail a write, and text that may hold such a number is read by the
+standard library too (orjson would turn it into a float). NaN and infinities,
+which JSON does not have, are written as null.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
+_LONG_NUMBER = re.compile(r"\d{19}")  # 19 digits or more may not fit in 64 bits
 
 
 def dumps(value: Any) -> str:
@@ -25,7 +29,9 @@ def dumps(value: Any) -> str:
         return _compact(value)
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str) -> Any:
+    if _LONG_NUMBER.search(text):
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

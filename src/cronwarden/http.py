@@ -168,10 +168,12 @@ def with_fast_pings(app_handler: Callable[[web.BaseRequest], Awaitable[web.Strea
     """The server's request handler: a ping (GET/POST/HEAD under /ping/) is answered
     directly, everything else goes through the application. Routing and the
     middleware chain cost a ping about as much as the state machine does, and a
-    `:00` burst is all pings. The answers are the same as through the route."""
+    `:00` burst is all pings. The answers are the same as through the route. A
+    request with an ``Expect`` header takes the route, which answers it (``100
+    Continue`` before a large body, 417 for what it cannot meet)."""
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        if request.method in PING_METHODS:
+        if request.method in PING_METHODS and "Expect" not in request.headers:
             path = request.path
             if path.startswith(PING_PREFIX):
                 try:
