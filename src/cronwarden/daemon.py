@@ -220,12 +220,37 @@ class Daemon:
         del stored, adopter
         # The write runs in the database thread while the deadlines are worked out here.
         written = asyncio.ensure_future(self.store.write(statements))
+        for _ in range(3):  # let the write reach its thread (queue, writer task, thread)
+            await asyncio.sleep(0)
+        # Monitors share states (see Adopter) and schedules: without an incident or an open
+        # run, a deadline depends on the state and the schedule and grace only, so it is
+        # worked out once per (state, every, cron, timezone, grace), and put on the wheel
+        # in one go. The rest go through _schedule() one by one.
+        monitors = self.config.monitors
+        shared: dict[tuple[object, ...], tuple[datetime | None, float]] = {}
+        timers: list[tuple[str, float]] = []
         overdue = 0
-        for count, name in enumerate(self.states, 1):
-            deadline = self._schedule(name)
-            overdue += deadline is not None and deadline < now
-            if count % 10_000 == 0:
-                await asyncio.sleep(0)  # let the write reach its thread
+        for name, state in self.states.items():
+            if state.incident is not None or state.open_runs:
+                deadline = self._schedule(name)
+                overdue += deadline is not None and deadline < now
+                continue
+            cfg = monitors[name]
+            key = (id(state), cfg.every, cfg.cron, cfg.timezone, cfg.grace)
+            known = shared.get(key)
+            if known is None:
+                deadline = monitor.next_deadline(cfg, state)
+                known = shared[key] = (deadline, 0.0 if deadline is None else deadline.timestamp())
+            deadline = known[0]
+            if deadline is None:
+                self.wheel.cancel(name)
+                continue
+            timers.append((name, known[1]))
+            overdue += deadline < now
+        self.wheel.schedule_many(timers)
+        if timers and min(when for _name, when in timers) < self._sleep_until:
+            self._rearm.set()
+        del shared, timers
         await written
         if overdue:
             log.info("%d monitors fell due while the daemon was down; checking them now", overdue)

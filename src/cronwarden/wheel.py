@@ -20,7 +20,7 @@ import heapq
 import math
 import time
 from datetime import datetime, timezone
-from typing import Hashable
+from typing import Hashable, Iterable
 
 RESOLUTION = 0.01  # seconds per bucket
 
@@ -48,6 +48,38 @@ class TimerWheel:
             heapq.heappush(self._heap, slot)
         bucket.add(key)
         self._where[key] = slot
+
+    def schedule_many(self, timers: Iterable[tuple[Hashable, float]]) -> None:
+        """schedule(key, when) for each pair in turn, in bulk: keys new to the wheel are
+        grouped by slot first, so each bucket is filled (and pushed) once."""
+        ceil, where = math.ceil, self._where
+        by_slot: dict[int, list[Hashable]] = {}
+        for key, when in timers:
+            if key in where:
+                # A key already on the wheel (or met twice): the one-by-one way, after
+                # what was grouped so far, so the last time given for it wins.
+                self._add_grouped(by_slot)
+                by_slot = {}
+                self.schedule(key, when)
+                continue
+            slot = ceil(when / RESOLUTION)
+            group = by_slot.get(slot)
+            if group is None:
+                by_slot[slot] = [key]
+            else:
+                group.append(key)
+            where[key] = slot
+        self._add_grouped(by_slot)
+
+    def _add_grouped(self, by_slot: dict[int, list[Hashable]]) -> None:
+        buckets, heap = self._buckets, self._heap
+        for slot, keys in by_slot.items():
+            bucket = buckets.get(slot)
+            if bucket is None:
+                buckets[slot] = set(keys)
+                heapq.heappush(heap, slot)
+            else:
+                bucket.update(keys)
 
     def schedule_before(self, key: Hashable, when: float) -> None:
         """Schedule `key` at `when` unless it is already set to fire earlier."""

@@ -1,0 +1,72 @@
+"""Start-up puts on the wheel what next_deadline says, for every monitor, whatever its state:
+new, stored, shared, with an incident, paused, removed and back."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from cronwarden import monitor
+from cronwarden import store as sql
+from cronwarden.config import parse_config
+from cronwarden.daemon import Daemon
+from cronwarden.monitor import AlertKind, Incident, OpenRun
+from cronwarden.wheel import RESOLUTION
+
+MONITORS = "\n".join([
+    "  a: {every: 1h}", "  b: {every: 1h}", "  c: {every: 2h, grace: 10m}",
+    "  d: {cron: '30 3 * * *', timezone: Europe/Riga}", "  e: {cron: '30 3 * * *', timezone: Europe/Riga}",
+    "  f: {cron: '30 3 * * *', timezone: UTC}", "  g: {every: 1h, max_runtime: 5m}", "  h: {every: 1h}",
+    "  i: {every: 1h, repeat: 0}", "  j: {every: 1h}", "  k: {cron: '@daily'}",
+])
+
+
+def config(tmp_path: Path):  # type: ignore[no-untyped-def]
+    text = f"server: {{listen: '127.0.0.1:0', database: cw.db}}\nmonitors:\n{MONITORS}\n"
+    return parse_config(text, tmp_path / "cronwarden.yaml")
+
+
+async def check(daemon: Daemon) -> None:
+    await daemon._recover()
+    expected = {}
+    for name in daemon.config.monitors:
+        deadline = daemon._deadline(name)
+        if deadline is not None:
+            expected[name] = math.ceil(deadline.timestamp() / RESOLUTION)
+    assert daemon.wheel._where == expected
+
+
+async def test_a_fresh_start_schedules_what_next_deadline_says(tmp_path: Path) -> None:
+    daemon = Daemon(config(tmp_path))
+    await daemon.store.open()
+    try:
+        await check(daemon)
+    finally:
+        await daemon.store.close()
+
+
+async def test_a_restart_with_varied_states_schedules_what_next_deadline_says(tmp_path: Path) -> None:
+    daemon = Daemon(config(tmp_path))
+    now = daemon.clock.now()
+    old = now - timedelta(days=3)
+    base = monitor.new_state(old)
+    states = {
+        "a": base, "b": base, "c": replace(base, last_end=now - timedelta(minutes=30)),
+        "d": base, "e": replace(base, last_end=old + timedelta(hours=5)),
+        "g": replace(base, open_runs=(OpenRun(now - timedelta(minutes=1)),)),
+        "h": replace(base, incident=Incident(1, AlertKind.MISSED, old, True), incident_count=1),
+        "i": replace(base, paused=True, paused_until=now + timedelta(hours=2)),
+        "j": replace(base, paused=True), "k": base, "gone": base,
+    }
+    await daemon.store.open()
+    try:
+        await daemon.store.write([sql.upsert_monitor(name, old.timestamp(), state.to_json())
+                                  for name, state in states.items()] + [sql.mark_removed("k", old.timestamp())])
+        await check(daemon)
+        assert daemon.states["a"] is daemon.states["b"]
+        assert daemon.states["f"].created_at >= now  # new
+        assert "gone" not in daemon.states
+    finally:
+        await daemon.store.close()
