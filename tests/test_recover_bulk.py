@@ -70,3 +70,24 @@ async def test_a_restart_with_varied_states_schedules_what_next_deadline_says(tm
         assert "gone" not in daemon.states
     finally:
         await daemon.store.close()
+
+
+def test_adopt_all_is_adopt_in_turn() -> None:
+    from datetime import datetime, timezone
+
+    from cronwarden.adopt import Adopter
+
+    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    old = monitor.new_state(now - timedelta(days=1))
+    text = sql.upsert_monitor("x", 0, old.to_json())[1][2]
+    other = sql.upsert_monitor("x", 0, replace(old, failures=2).to_json())[1][2]
+    stored = {"a": (text, None), "b": (text, None), "c": (other, None), "d": (text, 5.0), "gone": (text, None)}
+    names = ["n1", "a", "b", "c", "d", "n2"]
+    one: list = []
+    bulk: list = []
+    by_one = Adopter(now, one)
+    expected = {name: by_one.adopt(name, stored.get(name)) for name in names}
+    got = Adopter(now, bulk).adopt_all(names, stored)
+    assert list(got) == names and got == expected
+    assert bulk == one
+    assert got["a"] is got["b"] and got["n1"] is got["n2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Iterable
 
 from . import fastjson, monitor
 from . import store as sql
@@ -30,6 +31,28 @@ class Adopter:
         if state is None:
             state = self._decoded[text] = MonitorState.from_json(fastjson.loads(text))
         return state
+
+    def adopt_all(self, names: Iterable[str],
+                  stored: dict[str, tuple[str, float | None]]) -> dict[str, MonitorState]:
+        """name -> adopt(name, stored.get(name)) for every name, in order, in one loop."""
+        states: dict[str, MonitorState] = {}
+        decoded, fresh, statements = self._decoded, self._fresh, self.statements
+        new_row = None
+        for name in names:
+            row = stored.get(name)
+            if row is None:
+                # sql.upsert_monitor(name, created_at, self._fresh_text), its SQL text shared
+                if new_row is None:
+                    new_row = sql.upsert_monitor(name, self.now.timestamp(), self._fresh_text)
+                    upsert, created_at = new_row[0], new_row[1][1]
+                statements.append((upsert, (name, created_at, self._fresh_text)))
+                states[name] = fresh
+            elif row[1] is None:
+                state = decoded.get(row[0])
+                states[name] = state if state is not None else self.decode(row[0])
+            else:
+                states[name] = self.adopt(name, row)
+        return states
 
     def adopt(self, name: str, stored: tuple[str, float | None] | None) -> MonitorState:
         """The state of a configured monitor: as stored; new (due from now) if never

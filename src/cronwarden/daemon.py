@@ -212,8 +212,7 @@ class Daemon:
         self.incident_ids = await self.store.incident_ids()
         statements: list[Statement] = []
         adopter = Adopter(now, statements)
-        for name in self.config.monitors:
-            self.states[name] = adopter.adopt(name, stored.get(name))
+        self.states.update(adopter.adopt_all(self.config.monitors, stored))
         for name in stored:
             if name not in self.config.monitors:
                 statements.append(sql.mark_removed(name, now.timestamp()))
