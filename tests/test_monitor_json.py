@@ -1,0 +1,78 @@
+"""MonitorState.from_json reads what to_json writes, and older, shorter rows, as before."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from cronwarden import fastjson
+from cronwarden.monitor import AlertKind, Incident, MonitorState, OpenRun
+
+
+def reference(data: dict[str, Any]) -> MonitorState:
+    """from_json as it was written first (keyword arguments, a closure, dict.get per key)."""
+    def dt(value: float | None) -> datetime | None:
+        return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+    inc = data.get("incident")
+    return MonitorState(
+        created_at=dt(data["created_at"]),  # type: ignore[arg-type]
+        last_ping=dt(data.get("last_ping")),
+        last_success=dt(data.get("last_success")),
+        last_end=dt(data.get("last_end")),
+        failures=int(data.get("failures", 0)),
+        successes=int(data.get("successes", 0)),
+        open_runs=tuple(OpenRun(dt(s), rid, bool(h)) for s, rid, h in data.get("open_runs", ())),  # type: ignore[arg-type]
+        incident=None if inc is None else Incident(
+            inc[0], AlertKind(inc[1]), dt(inc[2]), bool(inc[3]), dt(inc[4]), bool(inc[5]),  # type: ignore[arg-type]
+            int(inc[6]) if len(inc) > 6 else 0, bool(inc[7]) if len(inc) > 7 else False,
+            bool(inc[8]) if len(inc) > 8 else False,
+        ),
+        incident_count=int(data.get("incident_count", 0)),
+        last_duration=data.get("last_duration"),
+        paused=bool(data.get("paused", False)),
+        paused_until=dt(data.get("paused_until")),
+        pause_reason=data.get("pause_reason"),
+        clock_from=dt(data.get("clock_from")),
+    )
+
+
+NOW = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=timezone.utc)
+STATES = [
+    MonitorState(created_at=NOW),
+    MonitorState(created_at=NOW, last_ping=NOW, last_success=NOW, last_end=NOW, last_duration=12.5, successes=1),
+    MonitorState(created_at=NOW, last_ping=NOW + timedelta(seconds=1), failures=3,
+                 open_runs=(OpenRun(NOW, "r1"), OpenRun(NOW + timedelta(minutes=1), None, True)),
+                 incident=Incident(4, AlertKind.FAILED, NOW, True, NOW + timedelta(hours=1), True, 2, True, True),
+                 incident_count=4, clock_from=NOW),
+    MonitorState(created_at=NOW, paused=True, paused_until=NOW + timedelta(days=1), pause_reason="upgrade",
+                 incident=Incident(1, AlertKind.MISSED, NOW, False), incident_count=1),
+    MonitorState(created_at=datetime.fromtimestamp(0, timezone.utc), last_end=datetime.fromtimestamp(0, timezone.utc)),
+]
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_a_state_comes_back_from_its_json(state: MonitorState) -> None:
+    data = fastjson.loads(fastjson.dumps(state.to_json()))
+    assert MonitorState.from_json(data) == state == reference(data)
+
+
+@pytest.mark.parametrize("data", [
+    {"created_at": 1.5},
+    {"created_at": 1.5, "incident": [1, "hung", 2.0, 1, None, 0]},
+    {"created_at": 1.5, "incident": [1, "rule", 2.0, 0, 3.0, 1, 1], "open_runs": [[2.0, "x", 0]]},
+    {"created_at": 1.5, "failures": 2.0, "paused": 1, "last_duration": 3, "open_runs": []},
+    {"created_at": None, "last_ping": 0, "clock_from": 7.25},
+])
+def test_older_and_shorter_rows_read_as_before(data: dict[str, Any]) -> None:
+    got, want = MonitorState.from_json(data), reference(data)
+    assert got == want
+    assert [type(getattr(got, f)) for f in MonitorState.__slots__] == \
+        [type(getattr(want, f)) for f in MonitorState.__slots__]
+
+
+def test_a_row_without_created_at_is_refused_as_before() -> None:
+    with pytest.raises(KeyError):
+        MonitorState.from_json({"last_ping": 1.0})
