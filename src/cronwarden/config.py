@@ -197,6 +197,10 @@ def _load_data(text: str) -> Any:
         return root
     finally:
         loader.dispose()
+        # value_of refers to itself, a cycle that keeps these tables alive: empty them, as
+        # start-up runs without the cyclic GC and then freezes what is left.
+        plain.clear()
+        anchors.clear()
 
 
 def _parse_nodes(text: str, path: Path) -> Config:
