@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -76,3 +77,14 @@ def test_older_and_shorter_rows_read_as_before(data: dict[str, Any]) -> None:
 def test_a_row_without_created_at_is_refused_as_before() -> None:
     with pytest.raises(KeyError):
         MonitorState.from_json({"last_ping": 1.0})
+
+
+def test_the_stored_form_leaves_out_fields_at_their_defaults_and_reads_back_the_same() -> None:
+    from cronwarden.monitor import new_state
+
+    created = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    fresh = new_state(created)
+    assert fresh.to_json() == {"created_at": created.timestamp()}
+    assert MonitorState.from_json(fresh.to_json()) == fresh
+    busy = replace(fresh, last_duration=0.0, failures=2, paused=True, pause_reason="deploy")
+    assert MonitorState.from_json(busy.to_json()) == busy

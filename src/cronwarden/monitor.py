@@ -165,28 +165,33 @@ class MonitorState:
     clock_from: datetime | None = None  # resume / manual resolve restart the "missed" clock here
 
     def to_json(self) -> dict[str, Any]:
-        def ts(value: datetime | None) -> float | None:
-            return value.timestamp() if value else None
-
+        """The stored form. Fields at their defaults (none, zero, false, empty) are left
+        out: most monitors' states are mostly defaults, and a row is written per ping
+        (from_json reads a missing key as its default, and rows written with every key)."""
         inc = self.incident
-        return {
-            "created_at": ts(self.created_at),
-            "last_ping": ts(self.last_ping),
-            "last_success": ts(self.last_success),
-            "last_end": ts(self.last_end),
-            "failures": self.failures,
-            "successes": self.successes,
-            "open_runs": [[ts(r.started_at), r.rid, r.hung] for r in self.open_runs],
-            "incident": None if inc is None else [inc.seq, inc.kind.value, ts(inc.opened_at), inc.notified,
-                                                  ts(inc.last_notified_at), inc.acked, inc.escalated,
-                                                  inc.held, inc.missed_noted],
-            "incident_count": self.incident_count,
-            "last_duration": self.last_duration,
-            "paused": self.paused,
-            "paused_until": ts(self.paused_until),
-            "pause_reason": self.pause_reason,
-            "clock_from": ts(self.clock_from),
-        }
+        data: dict[str, Any] = {"created_at": self.created_at.timestamp()}
+        for key, value in (("last_ping", self.last_ping), ("last_success", self.last_success),
+                           ("last_end", self.last_end), ("paused_until", self.paused_until),
+                           ("clock_from", self.clock_from)):
+            if value is not None:
+                data[key] = value.timestamp()
+        for key, number in (("failures", self.failures), ("successes", self.successes),
+                            ("incident_count", self.incident_count)):
+            if number:
+                data[key] = number
+        if self.open_runs:
+            data["open_runs"] = [[r.started_at.timestamp(), r.rid, r.hung] for r in self.open_runs]
+        if inc is not None:
+            data["incident"] = [inc.seq, inc.kind.value, inc.opened_at.timestamp(), inc.notified,
+                                inc.last_notified_at.timestamp() if inc.last_notified_at else None, inc.acked,
+                                inc.escalated, inc.held, inc.missed_noted]
+        if self.last_duration is not None:
+            data["last_duration"] = self.last_duration
+        if self.paused:
+            data["paused"] = True
+        if self.pause_reason is not None:
+            data["pause_reason"] = self.pause_reason
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "MonitorState":
