@@ -9,6 +9,8 @@ file (never a pipe, so a chatty daemon can never block on a full pipe), and
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import re
@@ -342,3 +344,26 @@ def warn_if_busy(seconds: float = 1.0, threshold: float = 0.15) -> str:
     if max(load.values()) > threshold:
         log(f"WARNING: the machine is busy before the benchmark ({text}); figures will be noisy")
     return text
+
+
+def add_run_options(ap: "argparse.ArgumentParser") -> None:
+    """--dir, --src, --keep and --max-seconds, which every script takes."""
+    ap.add_argument("--dir", help="parent of the temp dir (its filesystem takes the fsyncs); default $TMPDIR")
+    ap.add_argument("--src", help="cronwarden source tree to measure instead of the installed one "
+                    "(e.g. from `git archive HEAD src | tar -x -C DIR`)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--max-seconds", type=float, default=0, help="hard limit for the whole run (default: computed)")
+
+
+def time_limit(budget: float) -> None:
+    """End the run with TimeoutError after `budget` seconds (SIGALRM)."""
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))
+    signal.alarm(int(budget))
+
+
+def pin_to(cpu: int) -> None:
+    """Keep this process (and what it starts) on `cpu`, where the machine allows it."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        pass

@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -216,11 +214,7 @@ def main() -> int:
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds the daemon may take to start")
-    ap.add_argument("--dir", help="parent of the temp dir (its filesystem takes the fsyncs); default $TMPDIR")
-    ap.add_argument("--src", help="cronwarden source tree to measure instead of the installed one "
-                    "(e.g. from `git archive HEAD src | tar -x -C DIR`)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
-    ap.add_argument("--max-seconds", type=float, default=0, help="hard limit for the whole run (default: computed)")
+    c.add_run_options(ap)
     # one load process (started by the driver)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -237,12 +231,8 @@ def main() -> int:
         ap.error("--modes: keepalive, close")
     budget = args.max_seconds or 60 + len(modes) * (20 + args.lead + args.wait_quiet + args.monitors / 2000
                                                     + args.pings / 300)
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))
-    signal.alarm(int(budget))
-    try:
-        os.sched_setaffinity(0, {args.client_cpu})  # this script and its load processes: off the daemon's core
-    except OSError:
-        pass
+    c.time_limit(budget)
+    c.pin_to(args.client_cpu)  # this script and its load processes: off the daemon's core
 
     background = c.warn_if_busy()
     workdir = Path(tempfile.mkdtemp(prefix="cw-burst-", dir=args.dir))

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import signal
 import sqlite3
@@ -205,22 +204,15 @@ def main() -> int:
     ap.add_argument("--receiver-cpu", type=int, default=1)
     ap.add_argument("--no-pin", action="store_true", help="let the scheduler place the daemon and receiver")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds the daemon may take to start")
-    ap.add_argument("--dir", help="parent of the temp dir; default $TMPDIR")
-    ap.add_argument("--src", help="cronwarden source tree to measure instead of the installed one "
-                    "(e.g. from `git archive HEAD src | tar -x -C DIR`)")
-    ap.add_argument("--keep", action="store_true")
+    c.add_run_options(ap)
     args = ap.parse_args()
     source = c.use_source(args.src)
     if args.due > args.monitors:
         ap.error("--due is larger than --monitors")
     budget = args.timeout + args.due_in + args.max_wait + 60
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))
-    signal.alarm(int(budget))
+    c.time_limit(budget)
     if not args.no_pin:
-        try:
-            os.sched_setaffinity(0, {args.receiver_cpu})
-        except OSError:
-            pass
+        c.pin_to(args.receiver_cpu)
     try:
         return asyncio.run(run(args, source))
     finally:

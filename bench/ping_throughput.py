@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -317,15 +315,11 @@ def main() -> int:
                     "seconds for both CPUs to be idle (a shared machine); 0: do not wait")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
-    ap.add_argument("--dir", help="parent of the temp dir (its filesystem takes the fsyncs); default $TMPDIR")
-    ap.add_argument("--src", help="cronwarden source tree to measure instead of the installed one "
-                    "(e.g. from `git archive HEAD src | tar -x -C DIR`)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    c.add_run_options(ap)
     ap.add_argument("--py-spy", metavar="FILE", help="also profile the daemon with py-spy under keep-alive load")
     ap.add_argument("--py-spy-mode", choices=("keepalive", "close"), default="keepalive")
     ap.add_argument("--py-spy-native", action="store_true", help="include C frames (SQLite, kernel entry); "
                     "pauses the daemon per sample, so the load is lower while profiling")
-    ap.add_argument("--max-seconds", type=float, default=0, help="hard limit for the whole run (default: computed)")
     args = ap.parse_args()
     source = c.use_source(args.src)
 
@@ -338,12 +332,8 @@ def main() -> int:
     budget = args.max_seconds or (60 + prime_budget + len(modes) * 2 * args.rounds * per_run
                                   + (30 if args.py_spy else 0) + args.monitors / 2000
                                   + len(modes) * 2 * (args.serial + 1 + args.wait_quiet))
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))
-    signal.alarm(int(budget))
-    try:
-        os.sched_setaffinity(0, {args.client_cpu})  # keep this script off the servers' core
-    except OSError:
-        pass
+    c.time_limit(budget)
+    c.pin_to(args.client_cpu)  # keep this script off the servers' core
 
     background = c.warn_if_busy()
     workdir = Path(tempfile.mkdtemp(prefix="cw-ping-", dir=args.dir))

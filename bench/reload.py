@@ -292,22 +292,14 @@ def main() -> int:
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--no-pin", action="store_true", help="let the scheduler place the daemon and the client")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds the daemon may take to start")
-    ap.add_argument("--dir", help="parent of the temp dir (its filesystem takes the fsyncs); default $TMPDIR")
-    ap.add_argument("--src", help="cronwarden source tree to measure instead of the installed one "
-                    "(e.g. from `git archive HEAD src | tar -x -C DIR`)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
-    ap.add_argument("--max-seconds", type=float, default=0, help="hard limit for the whole run (default: computed)")
+    c.add_run_options(ap)
     args = ap.parse_args()
     source = c.use_source(args.src)
     budget = args.max_seconds or (90 + args.wait_quiet + args.monitors / 1000 * 1.2 + 3 * args.before
                                   + 2 * (args.after + args.monitors / 1000 * 0.6))
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))
-    signal.alarm(int(budget))
+    c.time_limit(budget)
     if not args.no_pin:
-        try:
-            os.sched_setaffinity(0, {args.client_cpu})
-        except OSError:
-            pass
+        c.pin_to(args.client_cpu)
     try:
         return asyncio.run(run(args, source))
     finally:

@@ -132,23 +132,18 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement (default 10)")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds after /healthz before RSS and idle CPU")
     ap.add_argument("--no-breakdown", action="store_true", help="skip timing load_config on its own")
-    ap.add_argument("--dir", help="parent of the temp dir; default $TMPDIR")
-    ap.add_argument("--src", help="cronwarden source tree to measure instead of the installed one "
-                    "(e.g. from `git archive HEAD src | tar -x -C DIR`)")
-    ap.add_argument("--keep", action="store_true")
+    c.add_run_options(ap)
     ap.add_argument("--py-spy", metavar="PREFIX", help="profile the fresh start of each size with py-spy "
                     "(PREFIX-N.txt); the start-up figure then includes py-spy's overhead")
     ap.add_argument("--gc-log", action="store_true", help="run the daemon through bench/_gcwatch.py and "
                     "report the garbage collector's pauses during start-up and idle")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds one start may take")
-    ap.add_argument("--max-seconds", type=float, default=0, help="hard limit for the whole run")
     args = ap.parse_args()
     source = c.use_source(args.src)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     budget = args.max_seconds or (60 + sum(20 + n / 1000 * (1.6 if not args.no_breakdown else 1.2) for n in sizes)
                                   + (len(sizes) + 1) * (args.idle + args.settle * 2))
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))
-    signal.alarm(int(budget))
+    c.time_limit(budget)
 
     background = c.warn_if_busy()
     root = Path(tempfile.mkdtemp(prefix="cw-startup-", dir=args.dir))
