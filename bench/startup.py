@@ -8,7 +8,10 @@ dozen time zones, grace 1h so nothing falls due while measuring):
 * fresh: ``cronwarden serve`` on a new database, from process start to the
   first ``200`` from ``/healthz``;
 * restart: SIGTERM, then the same on the existing database (states are read
-  back instead of created);
+  back instead of created; all monitors then have the same stored state);
+* lived restart: the same again after every monitor's stored state was made
+  different (pinged at its own time, with its own last duration), as on a
+  box that has been running for a while;
 * memory: VmRSS after start minus the VmRSS of a 1-monitor daemon started the
   same way, per monitor;
 * idle CPU: utime+stime of the daemon (all threads) over ``--idle`` seconds
@@ -26,7 +29,10 @@ dozen time zones, grace 1h so nothing falls due while measuring):
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import shutil
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -47,6 +53,21 @@ def monitors(n: int):
             i = int(line.split(":")[0].strip()[1:])
             line = line.replace("{every: 1h}", f"{{every: {EVERY[(i // 2) % len(EVERY)]}}}")
         yield line
+
+
+def make_states_distinct(database: Path) -> None:
+    """Give every stored monitor state its own last ping, end and duration."""
+    rng = random.Random(1)
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT name, state FROM monitors").fetchall()
+        changed = []
+        for name, text in rows:
+            state = json.loads(text)
+            # ran in the last 50 minutes: with grace 1h and periods of 5 minutes or more, nothing falls due
+            at = state["created_at"] - rng.uniform(0.0, 3000.0)
+            state.update(last_ping=at, last_success=at, last_end=at, last_duration=rng.uniform(0.1, 600))
+            changed.append((json.dumps(state), name))
+        db.executemany("UPDATE monitors SET state = ? WHERE name = ?", changed)
 
 
 def start_and_wait(config: Path, log_name: str, timeout: float, spy: Path | None = None,
@@ -161,7 +182,7 @@ def main() -> int:
         base_idle = (c.cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
         stop_timed(proc)
         live.remove(proc)
-        rows.append([1, f"{base_ready:.2f}", "", "", "", f"{base_rss / 2**20:.1f}", "", "",
+        rows.append([1, f"{base_ready:.2f}", "", "", "", "", f"{base_rss / 2**20:.1f}", "", "",
                      f"{100 * base_idle:.2f}% (3s)", ""])
         c.log(f"1 monitor: ready in {base_ready:.2f}s, RSS {base_rss / 2**20:.1f} MiB")
 
@@ -195,18 +216,25 @@ def main() -> int:
             rss_after_idle = c.rss_bytes(proc.pid)
             idle_from = time.time() - (time.monotonic() - t0)
             stop_timed(proc)
+            live.remove(proc)
             if args.gc_log:
                 restart_log = proc.log_text()
                 restart_gc = c.gc_pauses(restart_log, until=idle_from)
                 idle_gc = c.gc_pauses(restart_log, since=idle_from)
                 gc_rows.append([n, *_gc_cells(fresh_gc), *_gc_cells(restart_gc), *_gc_cells(idle_gc)])
+            c.log("  lived restart (every stored state different) ...")
+            make_states_distinct(cfg.parent / "cw.db")
+            proc, _, lived_ready = start_and_wait(cfg, "lived.log", args.timeout)
+            live.append(proc)
+            stop_timed(proc)
             live.remove(proc)
             parse = None
             if not args.no_breakdown:
                 c.log("  load_config alone ...")
                 parse = parse_seconds(cfg)
             rows.append([
-                n, f"{fresh_ready:.2f}", f"{restart_ready:.2f}", "" if parse is None else f"{parse:.2f}",
+                n, f"{fresh_ready:.2f}", f"{restart_ready:.2f}", f"{lived_ready:.2f}",
+                "" if parse is None else f"{parse:.2f}",
                 f"{stop_s:.2f}",
                 f"{fresh_rss / 2**20:.1f} / {rss / 2**20:.1f}",
                 f"{(fresh_rss - base_rss) / n:.0f}", f"{(rss - base_rss) / n:.0f}",
@@ -217,7 +245,7 @@ def main() -> int:
         print(f"background load before the run: {background}; databases under {root}")
         print("ready = seconds from process start to the first 200 from /healthz; RSS taken "
               f"{args.settle:.0f}s after ready; B/mon = (RSS - RSS of the 1-monitor daemon) / monitors")
-        print(c.table(["monitors", "fresh s", "restart s", "parse s", "stop s", "RSS MiB fresh/restart",
+        print(c.table(["monitors", "fresh s", "restart s", "lived s", "parse s", "stop s", "RSS MiB fresh/restart",
                        "B/mon fresh", "B/mon restart", f"idle CPU ({args.idle:.0f}s)", "B/mon after idle"], rows))
         if gc_rows:
             print("\nGC pauses over 1 ms (daemon run through bench/_gcwatch.py): count, total s, longest ms")

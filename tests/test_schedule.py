@@ -1275,3 +1275,19 @@ def test_random_expressions_agree_with_croniter_on_naive_wall_time():
             after = next_cron_fire(expr, UTC, after)
             got.append(after)
         assert got == expected, f"{expr!r} after {start.isoformat()}"
+
+
+def test_every_instant_of_a_minute_has_the_answer_worked_out_for_that_instant() -> None:
+    import random as _random
+
+    from cronwarden.schedule import _next_cron_fire
+
+    rng = _random.Random(7)
+    zones = [ZoneInfo(z) for z in ("UTC", "Europe/Riga", "America/New_York", "Australia/Lord_Howe",
+                                   "Asia/Kathmandu")]
+    exprs = ["*/5 * * * *", "0 3 * * *", "30 2 * * 0", "* * * * *", "15 1,2 * * *"]
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp()
+    for _ in range(2000):
+        after = datetime.fromtimestamp(start + rng.uniform(0, 300 * 86400), timezone.utc)
+        expr, tz = rng.choice(exprs), rng.choice(zones)
+        assert next_cron_fire(expr, tz, after) == _next_cron_fire.__wrapped__(expr, tz, after)

@@ -29,7 +29,7 @@ class Adopter:
     def decode(self, text: str) -> MonitorState:
         state = self._decoded.get(text)
         if state is None:
-            state = self._decoded[text] = MonitorState.from_json(fastjson.loads(text))
+            state = self._decoded[text] = MonitorState.from_json(fastjson.loads_own(text))
         return state
 
     def adopt_all(self, names: Iterable[str],

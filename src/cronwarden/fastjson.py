@@ -29,7 +29,13 @@ def dumps(value: Any) -> str:
         return _compact(value)
 
 
+def loads_own(text: str) -> Any:
+    """Text cronwarden wrote from its own values only (a monitor's state row): orjson alone."""
+    return orjson.loads(text)
+
+
 def loads(text: str) -> Any:
+    """Text that may hold what a client sent (payloads with job metadata)."""
     if _LONG_NUMBER.search(text):
         return json.loads(text)
     try:
