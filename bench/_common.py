@@ -10,7 +10,7 @@ file (never a pipe, so a chatty daemon can never block on a full pipe), and
 from __future__ import annotations
 
 import argparse
-
+import asyncio
 import json
 import os
 import re
@@ -22,7 +22,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Coroutine, Iterable
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -367,3 +367,14 @@ def pin_to(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
     except OSError:
         pass
+
+
+def run_within(budget: float, coro: "Coroutine[Any, Any, int]", cpu: int | None = None) -> int:
+    """asyncio.run(coro) under a time limit, pinned to `cpu` when one is given."""
+    time_limit(budget)
+    if cpu is not None:
+        pin_to(cpu)
+    try:
+        return asyncio.run(coro)
+    finally:
+        signal.alarm(0)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -210,13 +209,7 @@ def main() -> int:
     if args.due > args.monitors:
         ap.error("--due is larger than --monitors")
     budget = args.timeout + args.due_in + args.max_wait + 60
-    c.time_limit(budget)
-    if not args.no_pin:
-        c.pin_to(args.receiver_cpu)
-    try:
-        return asyncio.run(run(args, source))
-    finally:
-        signal.alarm(0)
+    return c.run_within(budget, run(args, source), None if args.no_pin else args.receiver_cpu)
 
 
 if __name__ == "__main__":

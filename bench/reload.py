@@ -297,13 +297,7 @@ def main() -> int:
     source = c.use_source(args.src)
     budget = args.max_seconds or (90 + args.wait_quiet + args.monitors / 1000 * 1.2 + 3 * args.before
                                   + 2 * (args.after + args.monitors / 1000 * 0.6))
-    c.time_limit(budget)
-    if not args.no_pin:
-        c.pin_to(args.client_cpu)
-    try:
-        return asyncio.run(run(args, source))
-    finally:
-        signal.alarm(0)
+    return c.run_within(budget, run(args, source), None if args.no_pin else args.client_cpu)
 
 
 if __name__ == "__main__":
