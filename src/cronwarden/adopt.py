@@ -23,6 +23,7 @@ class Adopter:
         self.now = now
         self.statements = statements
         self._decoded: dict[str, MonitorState] = {}
+        self._created_at = now.timestamp()
         self._fresh = monitor.new_state(now)
         self._fresh_text = fastjson.dumps(self._fresh.to_json())
 
@@ -34,38 +35,21 @@ class Adopter:
 
     def adopt_all(self, names: Iterable[str],
                   stored: dict[str, tuple[str, float | None]]) -> dict[str, MonitorState]:
-        """name -> adopt(name, stored.get(name)) for every name, in order, in one loop."""
-        states: dict[str, MonitorState] = {}
-        decoded, fresh, statements = self._decoded, self._fresh, self.statements
-        new_row = None
-        for name in names:
-            row = stored.get(name)
-            if row is None:
-                # sql.upsert_monitor(name, created_at, self._fresh_text), its SQL text shared
-                if new_row is None:
-                    new_row = sql.upsert_monitor(name, self.now.timestamp(), self._fresh_text)
-                    upsert, created_at = new_row[0], new_row[1][1]
-                statements.append((upsert, (name, created_at, self._fresh_text)))
-                states[name] = fresh
-            elif row[1] is None:
-                state = decoded.get(row[0])
-                states[name] = state if state is not None else self.decode(row[0])
-            else:
-                states[name] = self.adopt(name, row)
-        return states
+        """name -> adopt(name, stored.get(name)) for every name, in order."""
+        adopt = self.adopt
+        return {name: adopt(name, stored.get(name)) for name in names}
 
     def adopt(self, name: str, stored: tuple[str, float | None] | None) -> MonitorState:
         """The state of a configured monitor: as stored; new (due from now) if never
         seen; and for one that was removed and is back, new again but keeping its
         incident numbering (its history stays, its old outage is closed)."""
-        if stored is not None and stored[1] is None:
-            return self.decode(stored[0])
-        created_at = self.now.timestamp()
         if stored is None:
-            self.statements.append(sql.upsert_monitor(name, created_at, self._fresh_text))
+            self.statements.append(sql.upsert_monitor(name, self._created_at, self._fresh_text))
             return self._fresh
-        old = self.decode(stored[0])
-        state = replace(self._fresh, incident_count=old.incident_count)
-        self.statements.append(sql.close_open_incidents(name, created_at))
-        self.statements.append(sql.upsert_monitor(name, created_at, state.to_json()))
+        text, removed_at = stored
+        if removed_at is None:
+            return self.decode(text)
+        state = replace(self._fresh, incident_count=self.decode(text).incident_count)
+        self.statements.append(sql.close_open_incidents(name, self._created_at))
+        self.statements.append(sql.upsert_monitor(name, self._created_at, state.to_json()))
         return state
