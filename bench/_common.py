@@ -22,7 +22,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Coroutine, Iterable
+from typing import Any, Coroutine, Iterable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -378,3 +378,11 @@ def run_within(budget: float, coro: "Coroutine[Any, Any, int]", cpu: int | None 
         return asyncio.run(coro)
     finally:
         signal.alarm(0)
+
+
+def collapsed_stacks(raw: Path) -> Iterator[tuple[list[str], int]]:
+    """(frames, samples) for each line of py-spy's collapsed output (`--format raw`)."""
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)

@@ -258,12 +258,7 @@ def summarize_collapsed(raw: Path, top: int = 18) -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     threads: Counter[str] = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = stack.split(";")
+    for frames, n in c.collapsed_stacks(raw):
         thread = re.sub(r"^thread \(\d+\): ", "", frames[0]) or "?"
         threads[thread] += n
         if thread != "MainThread":

@@ -108,12 +108,7 @@ def summarize_startup_profile(raw: Path, top: int = 25) -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = stack.split(";")
+    for frames, n in c.collapsed_stacks(raw):
         total += n
         for name in set(frames):
             inclusive[name] += n
