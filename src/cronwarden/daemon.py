@@ -286,10 +286,8 @@ class Daemon:
         """Step the monitor and build every statement of the change; memory is updated."""
         cfg = self.config.monitors[name]
         history = self.history.get(name, ())  # read by step(), appended to only after it
-        decision = transitions.step(cfg, self.states[name], event, now,
-                                    silenced=bool(cfg.depends_on) and self.silenced(cfg), history=history,
-                                    maintenance_until=self._maintenance(name, now) if name in self.windows
-                                    else None)
+        decision = transitions.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg),
+                                    history=history, maintenance_until=self._maintenance(name, now))
         run = decision.run
         if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
             self.history[name].append(run.duration_s)
@@ -376,7 +374,7 @@ class Daemon:
             # later ping of the same job (its next start) overtake this one.
             self.history[name] = deque(maxlen=stats.HISTORY)
             self._spawn(self._load_history(name))
-        claim = await self._claim(name) if name in self._inflight else self._hold(name)
+        claim = await self._claim(name)
         try:
             if name not in self.states:
                 raise UnknownMonitor(name)  # removed by a reload while it waited
