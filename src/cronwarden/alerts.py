@@ -27,7 +27,9 @@ class Outcome:
     """What one decision adds to a write, and what to do after the commit."""
 
     statements: list[Statement] = field(default_factory=list)
-    channels: set[str] = field(default_factory=set)  # channels to wake after commit
+    # the outbox rows these statements insert, with their payloads, for the channels'
+    # workers once committed (see ChannelWorker.offer)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
     logged: list[dict[str, Any]] = field(default_factory=list)  # alerts with no channel: log them
     alerts: int = 0  # alerts this decision raised (sent or recorded), for /metrics
     monitor: str = ""  # whose state the statements change
@@ -127,10 +129,12 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
             out.logged.append(payload)
             continue
         encoded = fastjson.dumps(payload)
+        event = alert.kind.value
         for channel in channels:
-            out.statements.append(sql.insert_outbox(
-                store.next_id("outbox"), channel, cfg.name, incident_id, alert.kind.value, encoded, at))
-            out.channels.add(channel)
+            outbox_id = store.next_id("outbox")
+            out.statements.append(sql.insert_outbox(outbox_id, channel, cfg.name, incident_id, event, encoded, at))
+            out.outbox.append({"id": outbox_id, "channel": channel, "monitor": cfg.name, "incident_id": incident_id,
+                               "event": event, "payload": payload, "created_at": at, "attempts": 0})
     for note in decision.notes:
         key = (cfg.name, note.incident_seq) if note.incident_seq is not None else None
         if key is not None and key in incident_ids:

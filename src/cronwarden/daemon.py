@@ -341,14 +341,17 @@ class Daemon:
         for outcome in outcomes:
             for payload in outcome.logged:
                 log.warning("%s (no channel configured)", format_line(payload))
-            for channel in outcome.channels:
-                self._wake(channel)
+            for row in outcome.outbox:
+                worker = self.workers.get(row["channel"])
+                if worker:
+                    worker[0].offer(row)
 
     def _wake(self, channel: str) -> None:
-        """New outbox rows for `channel` are committed: its worker looks now."""
+        """Outbox rows for `channel` were committed without being offered: its worker
+        reads the outbox now."""
         worker = self.workers.get(channel)
         if worker:
-            worker[0].wake.set()
+            worker[0].poke()
 
     async def _resync(self, names: set[str]) -> None:
         """Reload `names`' state from the database (the truth after a failed commit)."""

@@ -1,0 +1,156 @@
+"""A channel worker between a real SQLite outbox and a real HTTP receiver.
+
+The worker sends rows that commits hand it (``offer``) from memory while it
+knows nothing else is pending; these tests hold it to the same promises as
+reading the outbox: rows of one incident in order, a failed row holding back
+the later rows of its incident, rows committed without an offer still sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from cronwarden import fastjson
+from cronwarden import store as sql
+from cronwarden.channels import sender_for
+from cronwarden.config import ChannelConfig
+from cronwarden.delivery import ChannelWorker
+from cronwarden.store import Store
+
+
+class SteppedClock:
+    """Wall-clock time the test moves by hand (retries fall due when it says so)."""
+
+    def __init__(self) -> None:
+        self.at = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.at
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class Outbox:
+    """A store, a worker for one webhook channel, and what the receiver got."""
+
+    def __init__(self, store: Store, worker: ChannelWorker, got: list[dict[str, Any]]) -> None:
+        self.store = store
+        self.worker = worker
+        self.got = got
+        self.fail_next = 0  # answer this many requests with a 500
+
+    async def commit(self, rows: list[tuple[int | None, str]], offer: bool = True) -> list[int]:
+        """Commit one outbox row per (incident, event); offer them as the daemon does."""
+        at = self.worker.clock.time()
+        statements, offered, ids = [], [], []
+        for incident, event in rows:
+            oid = self.store.next_id("outbox")
+            payload = {"event": event, "monitor": "job", "incident": incident, "id": oid}
+            statements.append(sql.insert_outbox(oid, "hook", "job", incident, event, fastjson.dumps(payload), at))
+            offered.append({"id": oid, "channel": "hook", "monitor": "job", "incident_id": incident,
+                            "event": event, "payload": payload, "created_at": at, "attempts": 0})
+            ids.append(oid)
+        await self.store.write(statements)
+        for row in offered:
+            if offer:
+                self.worker.offer(row)
+        if not offer:
+            self.worker.poke()
+        return ids
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out; received {self.got}"
+            await asyncio.sleep(0.01)
+
+    async def states(self) -> dict[int, str]:
+        rows = await self.store.fetchall("SELECT id, state FROM outbox")
+        return {r["id"]: r["state"] for r in rows}
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    got: list[dict[str, Any]] = []
+    box: Outbox
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        got.append(body)
+        if box.fail_next:
+            box.fail_next -= 1
+            return web.Response(status=500, text="down")
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    channel = ChannelConfig(name="hook", type="webhook", url=f"http://127.0.0.1:{port}/hook", group_window=0,
+                            timeout=5)
+    async with aiohttp.ClientSession() as session:
+        worker = ChannelWorker(store, channel, sender_for("webhook"), session, SteppedClock())  # type: ignore[arg-type]
+        box = Outbox(store, worker, got)
+        task = asyncio.create_task(worker.run())
+        try:
+            yield box
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await store.close()
+            await runner.cleanup()
+
+
+async def idle_in_memory(box: Outbox) -> None:
+    """Wait until the worker has found the outbox empty (from then on it takes offers)."""
+    await box.wait_for(lambda: box.worker._in_memory)
+
+
+async def test_offered_rows_go_out_in_incident_order_and_are_recorded(outbox: Outbox) -> None:
+    await idle_in_memory(outbox)
+    trigger, resolve, other = await outbox.commit([(1, "missed"), (1, "recovered"), (2, "failed")])
+    await outbox.wait_for(lambda: len(outbox.got) == 3)
+    order = [alert["id"] for alert in outbox.got]
+    assert order.index(trigger) < order.index(resolve)
+    assert sorted(order) == [trigger, resolve, other]
+    await outbox.wait_for(lambda: outbox.worker._in_memory)
+    assert await outbox.states() == {trigger: "sent", resolve: "sent", other: "sent"}
+
+
+async def test_a_failed_row_holds_back_the_later_rows_of_its_incident(outbox: Outbox) -> None:
+    await idle_in_memory(outbox)
+    outbox.fail_next = 1
+    [trigger] = await outbox.commit([(1, "missed")])
+    await outbox.wait_for(lambda: len(outbox.got) == 1)
+    await outbox.wait_for(lambda: not outbox.worker._in_memory)  # a retry is pending: read the outbox
+    [resolve] = await outbox.commit([(1, "recovered")])
+    await asyncio.sleep(0.3)
+    assert [a["id"] for a in outbox.got] == [trigger], "the resolve overtook its failed trigger"
+    outbox.worker.clock.at += 3600  # the retry falls due
+    outbox.worker.wake.set()
+    await outbox.wait_for(lambda: len(outbox.got) == 3)
+    assert [a["id"] for a in outbox.got] == [trigger, trigger, resolve]
+    await outbox.wait_for(lambda: outbox.worker._in_memory)  # nothing pending: offers again
+    assert await outbox.states() == {trigger: "sent", resolve: "sent"}
+
+
+async def test_rows_committed_without_an_offer_are_read_from_the_outbox(outbox: Outbox) -> None:
+    await idle_in_memory(outbox)
+    [row] = await outbox.commit([(None, "test")], offer=False)
+    await outbox.wait_for(lambda: len(outbox.got) == 1)
+    assert outbox.got[0]["id"] == row
+    await outbox.wait_for(lambda: outbox.worker._in_memory)
+    assert await outbox.states() == {row: "sent"}
