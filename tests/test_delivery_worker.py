@@ -9,6 +9,8 @@ the later rows of its incident, rows committed without an offer still sent.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -20,8 +22,10 @@ from aiohttp import web
 from cronwarden import fastjson
 from cronwarden import store as sql
 from cronwarden.channels import sender_for
-from cronwarden.config import ChannelConfig
+from cronwarden.config import ChannelConfig, parse_config
+from cronwarden.daemon import Daemon
 from cronwarden.delivery import ChannelWorker
+from cronwarden.monitor import PingKind
 from cronwarden.store import Store
 
 
@@ -154,3 +158,64 @@ async def test_rows_committed_without_an_offer_are_read_from_the_outbox(outbox: 
     assert outbox.got[0]["id"] == row
     await outbox.wait_for(lambda: outbox.worker._in_memory)
     assert await outbox.states() == {row: "sent"}
+
+
+async def test_a_poke_during_the_idle_read_is_not_lost(outbox: Outbox) -> None:
+    """The idle read finds nothing pending, but a row commits without an offer (and
+    pokes) before the read returns: the worker must read the outbox again, not trust
+    the stale answer and wait for offers only."""
+    await idle_in_memory(outbox)
+    real = outbox.store.next_outbox_time
+    read_done, go_on = asyncio.Event(), asyncio.Event()
+    hold = True
+
+    async def held_read(channel: str) -> float | None:
+        nonlocal hold
+        result = await real(channel)  # the real query
+        if hold and outbox.got:  # the idle read after the first row was sent
+            hold = False
+            read_done.set()
+            await go_on.wait()
+        return result
+
+    outbox.store.next_outbox_time = held_read  # type: ignore[method-assign]
+    [first] = await outbox.commit([(None, "test")], offer=False)
+    await asyncio.wait_for(read_done.wait(), 10)
+    [second] = await outbox.commit([(None, "test")], offer=False)  # lands while the read returns
+    go_on.set()
+    await outbox.wait_for(lambda: len(outbox.got) == 2)
+    assert [a["id"] for a in outbox.got] == [first, second]
+
+
+async def test_a_command_channel_gets_valid_json_for_metadata_with_nan(tmp_path: Path) -> None:
+    """A job's metadata may hold NaN (JSON has none): every channel gets null, as stored,
+    whether the alert is sent from memory or read back from the outbox."""
+    seen = tmp_path / "seen.json"
+    script = tmp_path / "strict.py"
+    script.write_text("import json, sys\ntext = sys.stdin.read()\nopen(sys.argv[1], 'a').write(text)\n"
+                      "json.loads(text, parse_constant=lambda c: sys.exit(3))\n")
+    config = parse_config(
+        "server: {listen: '127.0.0.1:0', database: cw.db}\n"
+        f"channels: {{run: {{type: command, command: ['{sys.executable}', '{script}', '{seen}'], "
+        "timeout: 10s, group_window: 0}}\n"
+        "monitors: {a: {every: 1h, channels: [run]}}\n", tmp_path / "c.yaml")
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        worker = daemon.workers["run"][0]
+        deadline = time.monotonic() + 10
+        while not worker._in_memory:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        await daemon.ping("a", PingKind.FAIL, exit_status=1, metadata={"rows": float("nan")})
+        deadline = time.monotonic() + 15
+        while True:
+            row = await daemon.store.fetchone("SELECT state, attempts FROM outbox ORDER BY id DESC LIMIT 1")
+            if row is not None and row["attempts"] > 0:
+                break
+            assert time.monotonic() < deadline, "no delivery attempt"
+            await asyncio.sleep(0.05)
+        assert row["state"] == "sent"
+        assert json.loads(seen.read_text())["run"]["metadata"] == {"rows": None}
+    finally:
+        await daemon.stop()

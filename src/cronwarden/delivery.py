@@ -86,6 +86,7 @@ class ChannelWorker:
         # of this channel in the database, and step() takes them from here.
         self._fresh: list[dict[str, Any]] = []
         self._in_memory = False
+        self._back_to_database = 0  # times _from_database() ran: an idle read older than that is stale
 
     def offer(self, row: dict[str, Any]) -> None:
         """An outbox row of this channel that was just committed (payload as a dict)."""
@@ -99,6 +100,7 @@ class ChannelWorker:
 
     def _from_database(self) -> None:
         self._in_memory = False
+        self._back_to_database += 1
         self._fresh.clear()
 
     # ------------------------------------------------------------ one step
@@ -229,13 +231,15 @@ class ChannelWorker:
             if self._in_memory:
                 next_at = self.clock.time() if self._fresh else None  # offered rows are due at once
             else:
+                seen = self._back_to_database
                 try:
                     next_at = await self.store.next_outbox_time(self.channel.name)
                 except StoreError:
                     next_at = self.clock.time() + 1.0
-                if next_at is None:
+                if next_at is None and seen == self._back_to_database:
                     # Nothing pending in the database: from now on every new row is offered
                     # (rows committed while this was read are offered after their commit).
+                    # A poke meanwhile means a row may have landed without an offer: read again.
                     self._in_memory = True
             if next_at is not None and self.channel.group_window > 0:
                 next_at = max(next_at, self.window_until)

@@ -19,11 +19,11 @@ status).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from typing import Any
 
+from .. import fastjson
 from ..config import ChannelConfig
 from . import DeliveryError, SendContext
 
@@ -82,7 +82,7 @@ async def send(channel: ChannelConfig, payload: dict[str, Any], delivery_id: str
         raise DeliveryError(f"command {argv[0]!r} cannot be started: {exc.strerror or exc}",
                             permanent=True) from None
     assert proc.stdin and proc.stderr
-    feeder = asyncio.create_task(_feed(proc.stdin, json.dumps(payload).encode() + b"\n"))
+    feeder = asyncio.create_task(_feed(proc.stdin, fastjson.dumps(payload).encode() + b"\n"))
     reader = asyncio.create_task(_tail(proc.stderr))
     try:
         await asyncio.wait_for(proc.wait(), channel.timeout)
