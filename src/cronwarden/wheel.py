@@ -1,7 +1,7 @@
 """Deadline bookkeeping for the timer task: the wheel, and the clock seam.
 
-Time is counted in ticks of RESOLUTION (10 ms) of wall-clock (UTC epoch)
-time; a deadline is rounded up to its tick, so a timer fires at most 10 ms
+Time is counted in ticks of RESOLUTION (1 ms) of wall-clock (UTC epoch)
+time; a deadline is rounded up to its tick, so a timer fires at most 1 ms
 late and never early. Nothing here sleeps or reads a clock: the daemon's timer
 task asks :meth:`TimerWheel.next_time` how long to sleep, and
 :meth:`TimerWheel.pop_due` what is due at the time it read.
@@ -11,8 +11,8 @@ the Linux kernel's and Kafka's timer wheels are of this kind), so that no
 operation costs more with more timers:
 
 * Five levels of 1,024 buckets. Level 0 has a bucket per tick, level 1 a
-  bucket per 1,024 ticks (10.24 s), level 2 per 1,024² ticks (2.9 h), then 124
-  days and 348 years. Bucket j of level L holds the timers whose tick has digit
+  bucket per 1,024 ticks (1.024 s), level 2 per 1,024² ticks (17.5 min), then
+  12.4 days and 34.8 years. Bucket j of level L holds the timers whose tick has digit
   j in base 1,024 at position L and agrees with the wheel's position above L:
   a timer sits on the level of the highest digit in which its tick differs
   from the position. That place is a function of (tick, position) alone, so
@@ -21,8 +21,8 @@ operation costs more with more timers:
 * Advancing the position to ``now`` visits only the buckets that hold timers,
   found through one bit mask per level: level-0 buckets fire whole; a higher
   bucket whose range begins is emptied and its timers fired or re-placed on
-  lower levels ("cascading": a timer 3 h to 124 days ahead moves twice, one
-  10 s to 3 h ahead once). So schedule, reschedule and cancel are O(1),
+  lower levels ("cascading": a timer 17.5 min to 12.4 days ahead moves twice, one
+  1 s to 17.5 min ahead once). So schedule, reschedule and cancel are O(1),
   firing is O(1) amortised per timer, and finding the next bucket costs at
   most a few integer operations per level: nothing grows with the number of
   timers.
@@ -31,7 +31,7 @@ operation costs more with more timers:
   :meth:`~TimerWheel.pop_due` before that time returns at once. Both are
   exact, except after a cancel (see next_time).
 * Deadlines the position has already passed wait in a ``late`` bucket and fire
-  at the next ``pop_due``; deadlines beyond the levels' reach (356,000 years,
+  at the next ``pop_due``; deadlines beyond the levels' reach (35,700 years,
   or across a sign change) wait in a ``far`` bucket, looked at again only
   when the position reaches their block.
 * The position is set by the first ``pop_due`` (or ``next_time``); until then
@@ -52,7 +52,7 @@ import time
 from datetime import datetime, timezone
 from typing import Hashable, Iterable
 
-RESOLUTION = 0.01  # seconds per tick
+RESOLUTION = 0.001  # seconds per tick
 
 BITS = 10  # log2 of the buckets per level (8 and 12 measured much the same in bench/wheel.py)
 SIZE = 1 << BITS
