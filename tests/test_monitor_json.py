@@ -115,3 +115,18 @@ def test_a_decoded_state_is_a_frozen_monitor_state_like_a_constructed_one() -> N
         with pytest.raises(dataclasses.FrozenInstanceError):
             got.failures = 1  # type: ignore[misc]
         assert {got: 1}[state] == 1
+
+
+def test_every_key_but_the_instants_and_duration_is_one_the_quick_path_of_from_json_looks_for() -> None:
+    """from_json builds a state that has none of _RARE_KEYS with those fields at their
+    defaults: a field added to to_json must be added there too, or it would be dropped."""
+    from cronwarden.monitor import _RARE_KEYS
+
+    full = MonitorState(created_at=NOW, last_ping=NOW, last_success=NOW, last_end=NOW, failures=1, successes=1,
+                        open_runs=(OpenRun(NOW),), incident=Incident(1, AlertKind.HUNG, NOW, True), incident_count=1,
+                        last_duration=1.0, paused=True, paused_until=NOW, pause_reason="x", clock_from=NOW)
+    assert all(getattr(full, f) != getattr(MonitorState(created_at=NOW), f) for f in MonitorState.__slots__
+               if f != "created_at")
+    written = set(full.to_json())
+    assert written - {"created_at", "last_ping", "last_success", "last_end", "last_duration"} == _RARE_KEYS
+    assert MonitorState.from_json(full.to_json()) == full

@@ -198,8 +198,9 @@ class MonitorState:
         # Start-up decodes one of these per distinct stored text (100,000 at worst, each
         # different on a box that has been running): no closure, one dict lookup per key,
         # no conversion of null values, one datetime for the instants a ping sets alike
-        # (a success sets last_ping, last_success and last_end to the same instant), and
-        # the object built by _Build (see there).
+        # (a success sets last_ping, last_success and last_end to the same instant), no
+        # look-up of the keys most states leave out when none is there, and the object
+        # built by _Build (see there).
         utc = timezone.utc
         fromts = datetime.fromtimestamp
         get = data.get
@@ -219,6 +220,11 @@ class MonitorState:
             last_ping = last_success
         else:
             last_ping = None if ping_ts is None else fromts(ping_ts, utc)
+        if _RARE_KEYS.isdisjoint(data):  # most states: the rest at their defaults
+            state = _Build(created_at, last_ping, last_success, last_end, 0, 0, (), None, 0,
+                           get("last_duration"), False, None, None, None)
+            state.__class__ = cls  # type: ignore[assignment]
+            return state  # type: ignore[return-value]
         runs = get("open_runs", ())
         open_runs = tuple(OpenRun(None if s is None else fromts(s, utc), rid, bool(h))  # type: ignore[arg-type]
                           for s, rid, h in runs) if runs else ()
@@ -263,6 +269,9 @@ class MonitorState:
 # between classes of the same layout, which makes the result a MonitorState like any
 # other (equal, hashable, frozen). from_json only; states are built everywhere else by
 # MonitorState's own constructor.
+# Keys that a state without counts, open runs, incident or pause leaves out (to_json).
+_RARE_KEYS = frozenset(("failures", "successes", "open_runs", "incident", "incident_count", "paused",
+                        "paused_until", "pause_reason", "clock_from"))
 _Build = make_dataclass("_Build", [(f.name, f.type) for f in fields(MonitorState)], slots=True)
 
 
