@@ -88,3 +88,45 @@ def test_the_stored_form_leaves_out_fields_at_their_defaults_and_reads_back_the_
     assert MonitorState.from_json(fresh.to_json()) == fresh
     busy = replace(fresh, last_duration=0.0, failures=2, paused=True, pause_reason="deploy")
     assert MonitorState.from_json(busy.to_json()) == busy
+
+
+@pytest.mark.parametrize("data", [
+    {"created_at": 1.5, "last_ping": 9.0, "last_success": 9.0, "last_end": 9.0, "last_duration": 2.5},
+    {"created_at": 1.5, "last_ping": 12.0, "last_success": 9.0, "last_end": 9.0},
+    {"created_at": 1.5, "last_ping": 12.0, "last_success": 9.0, "last_end": 11.0},
+    {"created_at": 1.5, "last_ping": 11.0, "last_success": 9.0, "last_end": 11.0},
+    {"created_at": 1.5, "last_ping": 9, "last_success": 9.0},
+    {"created_at": 1.5, "last_end": 3.0},
+])
+def test_instants_a_ping_set_alike_read_back_as_they_were_written(data: dict[str, Any]) -> None:
+    assert MonitorState.from_json(data) == reference(data)
+
+
+def test_a_decoded_state_is_a_frozen_monitor_state_like_a_constructed_one() -> None:
+    import dataclasses
+
+    from cronwarden.monitor import _Build
+
+    assert [f.name for f in dataclasses.fields(_Build)] == [f.name for f in dataclasses.fields(MonitorState)]
+    for state in STATES:
+        got = MonitorState.from_json(state.to_json())
+        assert type(got) is MonitorState and got == state and hash(got) == hash(state)
+        assert repr(got) == repr(state) and dataclasses.replace(got, failures=9) == replace(state, failures=9)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.failures = 1  # type: ignore[misc]
+        assert {got: 1}[state] == 1
+
+
+def test_every_key_but_the_instants_and_duration_is_one_the_quick_path_of_from_json_looks_for() -> None:
+    """from_json builds a state that has none of _RARE_KEYS with those fields at their
+    defaults: a field added to to_json must be added there too, or it would be dropped."""
+    from cronwarden.monitor import _RARE_KEYS
+
+    full = MonitorState(created_at=NOW, last_ping=NOW, last_success=NOW, last_end=NOW, failures=1, successes=1,
+                        open_runs=(OpenRun(NOW),), incident=Incident(1, AlertKind.HUNG, NOW, True), incident_count=1,
+                        last_duration=1.0, paused=True, paused_until=NOW, pause_reason="x", clock_from=NOW)
+    assert all(getattr(full, f) != getattr(MonitorState(created_at=NOW), f) for f in MonitorState.__slots__
+               if f != "created_at")
+    written = set(full.to_json())
+    assert written - {"created_at", "last_ping", "last_success", "last_end", "last_duration"} == _RARE_KEYS
+    assert MonitorState.from_json(full.to_json()) == full

@@ -87,7 +87,10 @@ def test_adopt_all_is_adopt_in_turn() -> None:
     bulk: list = []
     by_one = Adopter(now, one)
     expected = {name: by_one.adopt(name, stored.get(name)) for name in names}
-    got = Adopter(now, bulk).adopt_all(names, stored)
+    adopter = Adopter(now, bulk)
+    got = adopter.adopt_all(names, stored)
     assert list(got) == names and got == expected
     assert bulk == one
     assert got["a"] is got["b"] and got["n1"] is got["n2"]
+    # the states more than one monitor has: start-up shares their deadlines
+    assert adopter.shared == {id(got["a"]), id(got["n1"])}

@@ -1291,3 +1291,25 @@ def test_every_instant_of_a_minute_has_the_answer_worked_out_for_that_instant() 
         after = datetime.fromtimestamp(start + rng.uniform(0, 300 * 86400), timezone.utc)
         expr, tz = rng.choice(exprs), rng.choice(zones)
         assert next_cron_fire(expr, tz, after) == _next_cron_fire.__wrapped__(expr, tz, after)
+
+
+def test_answers_kept_per_span_are_those_worked_out_afresh_in_any_order() -> None:
+    """next_cron_fire keeps (after, fire) spans per schedule: instants asked in any order,
+    clustered around DST transitions and across whole minutes, get the uncached answer."""
+    from cronwarden import schedule
+    from cronwarden.schedule import _next_cron_fire
+
+    rng = random.Random(11)
+    zones = [ZoneInfo(z) for z in ("UTC", "Europe/Riga", "America/New_York", "Australia/Lord_Howe")]
+    exprs = ["*/15 * * * *", "0 * * * *", "30 3 * * *", "0,30 2,3 * * *", "* * * * *", "0 9-17 * * mon-fri"]
+    centres = [datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc), datetime(2026, 10, 25, 1, 0, tzinfo=timezone.utc),
+               datetime(2026, 3, 8, 7, 0, tzinfo=timezone.utc), datetime(2026, 11, 1, 6, 0, tzinfo=timezone.utc),
+               datetime(2026, 4, 4, 15, 0, tzinfo=timezone.utc), datetime(2026, 10, 3, 15, 30, tzinfo=timezone.utc)]
+    schedule._spans.clear()
+    for _ in range(6000):
+        centre = rng.choice(centres)
+        after = centre + timedelta(seconds=rng.choice([rng.uniform(-4, 4) * 3600, rng.randrange(-240, 240) * 60.0]))
+        expr, tz = rng.choice(exprs), rng.choice(zones)
+        assert next_cron_fire(expr, tz, after) == _next_cron_fire.__wrapped__(expr, tz, after), \
+            f"{expr!r} in {tz} after {after.isoformat()}"
+    assert 0 < max(len(spans) for spans in schedule._spans.values()) <= schedule._SPANS_PER_KEY

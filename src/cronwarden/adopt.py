@@ -23,6 +23,11 @@ class Adopter:
         self.now = now
         self.statements = statements
         self._decoded: dict[str, MonitorState] = {}
+        # ids of the states given to more than one monitor (and of the fresh state): the
+        # start-up works out a deadline once per such state and schedule, and for every
+        # other state directly, without the look-up (100,000 states, all different, on
+        # a box that has been running).
+        self.shared: set[int] = set()
         self._created_at = now.timestamp()
         self._fresh = monitor.new_state(now)
         self._fresh_text = fastjson.dumps(self._fresh.to_json())
@@ -31,6 +36,8 @@ class Adopter:
         state = self._decoded.get(text)
         if state is None:
             state = self._decoded[text] = MonitorState.from_json(fastjson.loads_own(text))
+        else:
+            self.shared.add(id(state))
         return state
 
     def adopt_all(self, names: Iterable[str],
@@ -45,6 +52,7 @@ class Adopter:
         incident numbering (its history stays, its old outage is closed)."""
         if stored is None:
             self.statements.append(sql.upsert_monitor(name, self._created_at, self._fresh_text))
+            self.shared.add(id(self._fresh))
             return self._fresh
         text, removed_at = stored
         if removed_at is None:

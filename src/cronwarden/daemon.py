@@ -216,15 +216,17 @@ class Daemon:
         for name in stored:
             if name not in self.config.monitors:
                 statements.append(sql.mark_removed(name, now.timestamp()))
+        shared_states = adopter.shared
         del stored, adopter
         # The write runs in the database thread while the deadlines are worked out here.
         written = asyncio.ensure_future(self.store.write(statements))
         for _ in range(3):  # let the write reach its thread (queue, writer task, thread)
             await asyncio.sleep(0)
         # Monitors share states (see Adopter) and schedules: without an incident or an open
-        # run, a deadline depends on the state and the schedule and grace only, so it is
-        # worked out once per (state, every, cron, timezone, grace), and put on the wheel
-        # in one go. The rest go through _schedule() one by one.
+        # run, a deadline depends on the state and the schedule and grace only, so for a
+        # state several monitors have it is worked out once per (state, every, cron,
+        # timezone, grace). All of them go on the wheel in one go; the monitors with an
+        # incident or an open run go through _schedule() one by one.
         monitors = self.config.monitors
         shared: dict[tuple[object, ...], tuple[datetime | None, float]] = {}
         timers: list[tuple[str, float]] = []
@@ -235,16 +237,20 @@ class Daemon:
                 overdue += deadline is not None and deadline < now
                 continue
             cfg = monitors[name]
-            key = (id(state), cfg.every, cfg.cron, cfg.timezone, cfg.grace)
-            known = shared.get(key)
-            if known is None:
+            if id(state) in shared_states:
+                key = (id(state), cfg.every, cfg.cron, cfg.timezone, cfg.grace)
+                known = shared.get(key)
+                if known is None:
+                    deadline = monitor.next_deadline(cfg, state)
+                    known = shared[key] = (deadline, 0.0 if deadline is None else deadline.timestamp())
+                deadline, when = known
+            else:
                 deadline = monitor.next_deadline(cfg, state)
-                known = shared[key] = (deadline, 0.0 if deadline is None else deadline.timestamp())
-            deadline = known[0]
+                when = 0.0 if deadline is None else deadline.timestamp()
             if deadline is None:
                 self.wheel.cancel(name)
                 continue
-            timers.append((name, known[1]))
+            timers.append((name, when))
             overdue += deadline < now
         self.wheel.schedule_many(timers)
         if timers and min(when for _name, when in timers) < self._sleep_until:

@@ -197,13 +197,42 @@ def next_cron_fire(expr: str, tz: ZoneInfo, after: datetime) -> datetime:
 
     Fire times are whole minutes, so every `after` within one minute has the
     same answer: it is worked out for the minute (and cached) where the zone's
-    offset is a whole number of minutes, as every zone's is today. A restart
-    with 100,000 monitors that ended their runs at as many different instants
-    then works out one answer per schedule and minute.
+    offset is a whole number of minutes, as every zone's is today. And as the
+    fires of a schedule are a fixed set of instants (see the module docstring),
+    the answer F for an `after` A is the answer for every `after` in [A, F)
+    too: a few such spans are kept per schedule and zone, so a restart with
+    100,000 monitors that ended their runs at as many different instants works
+    out about one answer per schedule and fire rather than one per minute.
     """
-    if (after.second or after.microsecond) and after.tzinfo is _UTC and _whole_minutes(tz):
-        after = after.replace(second=0, microsecond=0)
+    if after.tzinfo is _UTC:  # aware (so comparable), as every state's instants are
+        key = (expr, tz)
+        spans = _spans.get(key, ())
+        for start, fire in spans:
+            if start <= after < fire:
+                return fire
+        fire = _next_cron_fire(expr, tz, after.replace(second=0, microsecond=0)
+                               if (after.second or after.microsecond) and _whole_minutes(tz) else after)
+        if len(_spans) >= _MAX_SPAN_KEYS:
+            _spans.clear()  # only after reloads through many different schedules
+        start = after
+        kept = []
+        for span in spans:
+            if span[1] == fire:  # the same fire, from an `after` later than this one
+                start = min(start, span[0])
+            else:
+                kept.append(span)
+        _spans[key] = ((start, fire), *kept[:_SPANS_PER_KEY - 1])
+        return fire
     return _next_cron_fire(expr, tz, after)
+
+
+# (expression, zone) -> spans (start, fire), latest first: every `after` in
+# [start, fire) has `fire` as its next fire; two spans with the same fire merge
+# into the longer. Tuples replaced whole, never changed in
+# place: a reload may parse a config in a thread while the loop asks here.
+_spans: dict[tuple[str, ZoneInfo], tuple[tuple[datetime, datetime], ...]] = {}
+_SPANS_PER_KEY = 8
+_MAX_SPAN_KEYS = 65536
 
 
 @lru_cache(maxsize=1024)
