@@ -165,3 +165,19 @@ async def test_stored_states_are_read_for_all_monitors_or_for_the_names_asked(tm
         assert got["m4"] == ('{"created_at":4.0}', None)
     finally:
         await store.close()
+
+
+async def test_writes_queued_before_close_are_committed_by_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    pending = [store.write([sql.insert_ping(store.next_id("pings"), "m", float(i), "success", None, None, None,
+                                            None)]) for i in range(3)]
+    await store.close()
+    assert all(f.done() and f.exception() is None for f in pending)
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        row = await store.fetchone("SELECT COUNT(*) AS n FROM pings")
+        assert row is not None and row["n"] == 3
+    finally:
+        await store.close()

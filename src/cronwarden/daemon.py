@@ -292,16 +292,20 @@ class Daemon:
         """Step the monitor and build every statement of the change; memory is updated."""
         cfg = self.config.monitors[name]
         history = self.history.get(name, ())  # read by step(), appended to only after it
-        decision = transitions.step(cfg, self.states[name], event, now, silenced=self.silenced(cfg),
+        decision = transitions.step(cfg, self.states[name], event, now,
+                                    silenced=bool(cfg.depends_on) and self.silenced(cfg),
                                     history=history, maintenance_until=self._maintenance(name, now))
         run = decision.run
         if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
             self.history[name].append(run.duration_s)
-        output = alerts.tail(body) if decision.alerts else ""
-        dependents = self.dependents.get(name)
-        suppressed = [d for d in dependents if (st := self.states.get(d)) and st.incident] if dependents else []
-        outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now,
-                                      suppressed, self.ack_url)
+        if decision.alerts or decision.notes:
+            output = alerts.tail(body) if decision.alerts else ""
+            dependents = self.dependents.get(name)
+            suppressed = [d for d in dependents if (st := self.states.get(d)) and st.incident] if dependents else []
+            outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now,
+                                          suppressed, self.ack_url)
+        else:  # what apply_alerts() gives for a decision with nothing to record (most pings)
+            outcome = alerts.Outcome(monitor=name)
         state = decision.state
         statements = outcome.statements
         if outcome.alerts:
@@ -344,6 +348,11 @@ class Daemon:
             except StoreError:
                 await self._resync({o.monitor for o in outcomes if o.monitor})
                 raise
+        self._committed(outcomes)
+
+    def _committed(self, outcomes: list[alerts.Outcome]) -> None:
+        """After the commit: log the alerts that have no channel, hand the new outbox rows to
+        their channels' workers."""
         for outcome in outcomes:
             for payload in outcome.logged:
                 log.warning("%s (no channel configured)", format_line(payload))
@@ -383,7 +392,8 @@ class Daemon:
             # later ping of the same job (its next start) overtake this one.
             self.history[name] = deque(maxlen=stats.HISTORY)
             self._spawn(self._load_history(name))
-        claim = await self._claim(name)
+        # Held by no one (the usual case): hold it without a coroutine call.
+        claim = self._hold(name) if name not in self._inflight else await self._claim(name)
         try:
             if name not in self.states:
                 raise UnknownMonitor(name)  # removed by a reload while it waited
@@ -392,9 +402,16 @@ class Daemon:
             _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
             self.stats.pings += 1
             self.counters[name][0] += 1
-            await self.commit([outcome])
+            # commit([outcome]), inlined: one coroutine frame less to suspend and resume per ping.
+            try:
+                await self.store.write(outcome.statements)
+            except StoreError:
+                await self._resync({name})
+                raise
+            if outcome.logged or outcome.outbox:
+                self._committed([outcome])
         finally:
-            self._release({name: claim})
+            self._release_one(name, claim)
 
     async def act(self, name: str, event: Event) -> Decision:
         """Apply a person's action (ack, resolve, pause, resume) to `name` and commit it.
@@ -432,11 +449,14 @@ class Daemon:
 
     def _release(self, claims: dict[str, list[asyncio.Future[None]]]) -> None:
         for name, claim in claims.items():
-            if self._inflight.get(name) is claim:
-                del self._inflight[name]
-            for waiter in claim:
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._release_one(name, claim)
+
+    def _release_one(self, name: str, claim: list[asyncio.Future[None]]) -> None:
+        if self._inflight.get(name) is claim:
+            del self._inflight[name]
+        for waiter in claim:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _load_history(self, name: str) -> None:
         """Recent durations, read once per monitor on its first run end after start-up."""

@@ -97,9 +97,10 @@ async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> 
     """Record the ping `tail` (what follows /ping/) names and answer it."""
     server = daemon.config.server
     limiter = daemon.limiter
-    if not limiter.allow(request.remote, time.monotonic()):
-        wait = limiter.retry_after(request.remote or "")
-        return web.Response(status=429, text=f"too many pings from {request.remote}: at most "
+    remote = request.remote
+    if not limiter.allow(remote, time.monotonic()):
+        wait = limiter.retry_after(remote or "")
+        return web.Response(status=429, text=f"too many pings from {remote}: at most "
                                              f"{server.rate_limit}/s (server.rate_limit)\n",
                             headers={"Retry-After": str(max(1, round(wait)))})
     try:
@@ -112,7 +113,7 @@ async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> 
     rid = (request.query.get("rid") or None) if request.query_string else None
     if rid is not None and len(rid) > MAX_RID:
         return _text(400, f"rid is longer than {MAX_RID} characters")
-    body = await read_tail(request, server.max_body)
+    body = await read_tail(request, server.max_body) if request.body_exists else b""
     metadata = None
     if body and target.kind in (PingKind.SUCCESS, PingKind.FAIL) and request.content_type == "application/json":
         truncated = request.content_length is not None and request.content_length > len(body)
@@ -128,7 +129,7 @@ async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> 
                 metadata = parsed
     try:
         await daemon.ping(name, target.kind, exit_status=target.exit_status, rid=rid, metadata=metadata,
-                          body=body, remote=request.remote)
+                          body=body, remote=remote)
     except StoreError as exc:
         return _text(503, f"ping not recorded: {exc}")
     except KeyError:  # daemon.UnknownMonitor: removed by a reload meanwhile
