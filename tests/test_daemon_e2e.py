@@ -125,6 +125,15 @@ async def test_a_success_whose_metadata_matches_a_rule_raises_rule(daemon: Daemo
     assert receiver.events() == ["rule"]
 
 
+async def test_nan_in_a_jobs_json_metadata_becomes_null(daemon: DaemonFactory, receiver: Receiver) -> None:
+    d = await daemon(config(receiver, "  load: {every: 1h}"))
+    body = '{"rows": NaN, "rate": Infinity, "ok": 1}'  # what Python's json.dumps writes for floats it has
+    assert await d.ping("load/fail", method="POST", data=body,
+                        headers={"Content-Type": "application/json"}) == (200, "OK")
+    got = await receiver.wait_for(lambda b: b["event"] == "failed")
+    assert got.body["run"]["metadata"] == {"rows": None, "rate": None, "ok": 1}
+
+
 async def test_reminders_repeat_while_down(daemon: DaemonFactory, receiver: Receiver) -> None:
     d = await daemon(config(receiver, "  down: {every: 1h, repeat: 2s}"))
     await d.ping("down/fail")

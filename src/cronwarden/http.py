@@ -93,6 +93,12 @@ async def handle_ping(request: web.Request) -> web.Response:
     return await answer_ping(request.app[DAEMON], request, request.match_info["tail"])
 
 
+def _no_constant(name: str) -> None:
+    """NaN, Infinity and -Infinity in a job's JSON (Python's json writes them; JSON has
+    none) become null, as they are stored: every channel then gets the same payload."""
+    return None
+
+
 async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> web.Response:
     """Record the ping `tail` (what follows /ping/) names and answer it."""
     server = daemon.config.server
@@ -121,7 +127,7 @@ async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> 
             # Healthchecks clients send plain output labelled application/json, and
             # Healthchecks keeps it: so does cronwarden. Only a JSON object is metadata.
             try:
-                parsed = json.loads(body)
+                parsed = json.loads(body, parse_constant=_no_constant)
             except (ValueError, UnicodeDecodeError):
                 parsed = None
                 log.info("ping for %s: body labelled JSON is not JSON; kept as output, no metadata", name)
