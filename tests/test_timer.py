@@ -16,7 +16,8 @@ from typing import AsyncIterator
 import pytest
 
 from cronwarden.config import parse_config
-from cronwarden.daemon import MAX_SLEEP, Daemon
+from cronwarden.daemon import Daemon
+from cronwarden.timer import MAX_SLEEP
 from cronwarden.wheel import RESOLUTION, Clock
 
 

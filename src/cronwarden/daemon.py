@@ -5,7 +5,8 @@ Lifecycle (``Daemon.run``): start → serve → stop.
 1. start: open the store, recover every monitor's state, reconcile it with the
    config (new monitors are due from now, removed ones keep their history but
    stop alerting), schedule every deadline (those already past fire at once),
-   start the timer task, one delivery worker per channel, and the HTTP server.
+   start the timer task (:mod:`cronwarden.timer`), one delivery worker per
+   channel, and the HTTP server.
 2. serve: pings, ticks and people's actions go through :meth:`Daemon.plan`
    (the pure :func:`transitions.step`, and every statement of the change)
    and :meth:`Daemon.commit` (one group-committed write of the ping, the new
@@ -33,14 +34,14 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, transitions
+from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions
 from .adopt import Adopter
 from . import store as sql
 from .channels import sender_for
 from .channels.log import format_line
 from .config import Config, MonitorConfig
 from .delivery import ChannelWorker
-from .monitor import Decision, Event, MonitorState, Ping, Tick
+from .monitor import Decision, Event, MonitorState, Ping
 from .ratelimit import RateLimiter
 from .store import Statement, Store, StoreError
 from .wheel import Clock, TimerWheel
@@ -49,8 +50,6 @@ log = logging.getLogger("cronwarden")
 
 KEEPALIVE = 75.0  # seconds an idle keep-alive connection stays open
 LISTEN_BACKLOG = 4096  # pending connections the kernel queues (capped by net.core.somaxconn)
-MAX_SLEEP = 5.0  # the timer wakes at least this often to notice wall-clock jumps
-CLOCK_JUMP = 1.0  # seconds of wall/monotonic drift treated as a clock step
 
 
 class UnknownMonitor(KeyError):
@@ -114,7 +113,7 @@ class Daemon:
             self.ack_secret = await self.store.secret("ack_links", acklinks.new_secret)
             async with self.reload_lock:  # a SIGHUP during start-up waits for the states it would change
                 await self._recover()
-            self._timer_task = asyncio.create_task(self._timer_loop(), name="cronwarden-timer")
+            self._timer_task = asyncio.create_task(timer.run(self), name="cronwarden-timer")
             self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
             self._heartbeat_task = asyncio.create_task(health.heartbeat_loop(self), name="cronwarden-heartbeat")
             self._sync_workers()
@@ -509,65 +508,6 @@ class Daemon:
         if when < self._sleep_until:
             self._rearm.set()
         return deadline
-
-    async def _timer_loop(self) -> None:
-        offset = self.clock.time() - self.clock.monotonic()
-        while True:
-            now_ts = self.clock.time()
-            new_offset = now_ts - self.clock.monotonic()
-            if abs(new_offset - offset) > CLOCK_JUMP:
-                self.stats.clock_jumps += 1
-                log.warning("wall clock jumped by %+.1fs; re-checking every deadline", new_offset - offset)
-            offset = new_offset
-            due = self.wheel.pop_due(now_ts)
-            if due:
-                try:
-                    await self._fire(due)
-                except Exception:
-                    log.exception("timer: processing %d deadlines failed; retrying in 1s", len(due))
-                    for name in due:
-                        if name in self.states:
-                            self.wheel.schedule(name, now_ts + 1.0)
-                continue
-            nxt = self.wheel.next_time()
-            delay = MAX_SLEEP if nxt is None else min(MAX_SLEEP, max(0.0, nxt - self.clock.time()))
-            self._sleep_until = self.clock.time() + delay
-            self._rearm.clear()
-            try:
-                await asyncio.wait_for(self._rearm.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-            self._sleep_until = 0.0
-
-    async def _fire(self, names: list) -> None:
-        now = self.clock.now()
-        outcomes = []
-        claims: dict[str, list[asyncio.Future[None]]] = {}
-        try:
-            for name in names:
-                if name not in self.states:
-                    continue  # removed by a reload
-                if name in self._inflight:
-                    self.wheel.schedule(name, now.timestamp() + 0.05)  # a ping is being committed: look again
-                    continue
-                deadline = self._deadline(name)
-                if name in self._force_tick:
-                    self._force_tick.discard(name)
-                    deadline = now
-                if deadline is None:
-                    continue
-                if deadline > now:
-                    self._schedule(name)  # early (clock stepped back, or state moved on): re-arm
-                    continue
-                lateness = (now - deadline).total_seconds()
-                self.stats.last_lateness = lateness
-                self.stats.max_lateness = max(self.stats.max_lateness, lateness)
-                claims[name] = self._hold(name)
-                _, outcome = self.plan(name, Tick(), now)
-                outcomes.append(outcome)
-            await self.commit(outcomes)
-        finally:
-            self._release(claims)
 
     async def _retention_loop(self) -> None:
         await asyncio.sleep(60)  # let start-up and the first burst of overdue alerts settle
