@@ -217,14 +217,9 @@ class TimerWheel:
         if c is None or limit < c:  # first call, or the wall clock was set back
             self._place_all(limit)
             c = limit
-        where, buckets, occupied = self._where, self._buckets, self._occupied
+        buckets, occupied = self._buckets, self._occupied
         due: list[Hashable] = []
-        late = buckets[LATE]
-        if late:
-            buckets[LATE] = None
-            for key in late:
-                del where[key]
-            due.extend(late)
+        self._fire_bucket(LATE, due)
         while True:
             for level in range(LEVELS):
                 m = occupied[level]
@@ -245,13 +240,7 @@ class TimerWheel:
                 while ready:
                     low = ready & -ready
                     ready ^= low
-                    j = low.bit_length() - 1
-                    bucket = buckets[j]
-                    if bucket:
-                        buckets[j] = None
-                        for key in bucket:
-                            del where[key]
-                        due.extend(bucket)
+                    self._fire_bucket(low.bit_length() - 1, due)
                 if occupied[0]:
                     break  # the rest of level 0 is after `limit`, and every higher level later still
                 continue
@@ -267,6 +256,16 @@ class TimerWheel:
         self._wake = wake = self._earliest(limit)
         self._wake_at = wake * RESOLUTION
         return due
+
+    def _fire_bucket(self, i: int, due: list[Hashable]) -> None:
+        """Bucket i fires whole: its keys leave the wheel and join `due`."""
+        bucket = self._buckets[i]
+        if bucket:
+            self._buckets[i] = None
+            where = self._where
+            for key in bucket:
+                del where[key]
+            due.extend(bucket)
 
     def _earliest(self, c: int) -> float:
         """No timer is earlier than this tick (exact unless cancels left a bucket's lower bound
