@@ -63,6 +63,34 @@ async def test_a_failed_write_raises_store_error_and_the_store_keeps_working(tmp
         await store.write([])
 
 
+async def test_a_value_sqlite_cannot_take_fails_that_write_not_the_writer(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        with pytest.raises(StoreError, match="too large"):
+            await asyncio.wait_for(store.write([sql.insert_ping(store.next_id("pings"), "m", 1.0, "success",
+                                                                2 ** 70, None, None, None)]), 10)
+        await asyncio.wait_for(store.write([sql.insert_ping(store.next_id("pings"), "m", 2.0, "success", 0, None,
+                                                            None, None)]), 10)
+        assert len(await store.fetchall("SELECT id FROM pings")) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_store_opened_again_after_close_commits(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    await store.close()
+    await store.open()
+    try:
+        for at in (1.0, 2.0, 3.0):
+            await asyncio.wait_for(store.write([sql.insert_ping(store.next_id("pings"), "m", at, "success", None,
+                                                                None, None, None)]), 10)
+            await asyncio.sleep(0.05)  # the writer goes back to waiting between them
+    finally:
+        await store.close()
+
+
 async def test_retention_keeps_the_newest_runs_per_monitor_and_drops_old_ones(tmp_path: Path) -> None:
     store = Store(tmp_path / "cw.db")
     await store.open()

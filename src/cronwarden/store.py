@@ -103,6 +103,7 @@ class Store:
         except BaseException:
             await self.close()
             raise
+        self._closing = False  # a Store closed before may be opened again
         self._writer = asyncio.create_task(self._write_loop(), name="cronwarden-writer")
 
     async def close(self) -> None:
@@ -204,7 +205,7 @@ class Store:
             counts = await self._in_thread(_transaction, grouped, counted)
             self.commits += 1
             self.last_error = None
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # sqlite3.Error, OSError, or a value SQLite cannot take: never the writer's end
             error = StoreError(f"database write failed: {exc}")
             self.last_error = str(exc)
             log.error("database write failed: %s", exc)
