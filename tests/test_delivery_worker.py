@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -81,8 +82,8 @@ class Outbox:
         return {r["id"]: r["state"] for r in rows}
 
 
-@pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+@asynccontextmanager
+async def running_outbox(tmp_path: Path, group_window: int) -> AsyncIterator[Outbox]:
     got: list[dict[str, Any]] = []
     box: Outbox
 
@@ -103,8 +104,8 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     store = Store(tmp_path / "cw.db")
     await store.open()
-    channel = ChannelConfig(name="hook", type="webhook", url=f"http://127.0.0.1:{port}/hook", group_window=0,
-                            timeout=5)
+    channel = ChannelConfig(name="hook", type="webhook", url=f"http://127.0.0.1:{port}/hook",
+                            group_window=group_window, timeout=5)
     async with aiohttp.ClientSession() as session:
         worker = ChannelWorker(store, channel, sender_for("webhook"), session, SteppedClock())  # type: ignore[arg-type]
         box = Outbox(store, worker, got)
@@ -116,6 +117,20 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
             await asyncio.gather(task, return_exceptions=True)
             await store.close()
             await runner.cleanup()
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    """One POST per alert (no storm control)."""
+    async with running_outbox(tmp_path, group_window=0) as box:
+        yield box
+
+
+@pytest.fixture
+async def digests(tmp_path: Path) -> AsyncIterator[Outbox]:
+    """Storm control on: what is due together goes out as one digest."""
+    async with running_outbox(tmp_path, group_window=5) as box:
+        yield box
 
 
 async def idle_in_memory(box: Outbox) -> None:
@@ -219,3 +234,21 @@ async def test_a_command_channel_gets_valid_json_for_metadata_with_nan(tmp_path:
         assert json.loads(seen.read_text())["run"]["metadata"] == {"rows": None}
     finally:
         await daemon.stop()
+
+
+async def test_a_failed_digest_is_retried_whole(digests: Outbox) -> None:
+    """Every row of a digest that failed gets the same retry time, so the retry is the
+    same digest (the same delivery id), not its rows one by one."""
+    await idle_in_memory(digests)
+    digests.fail_next = 1
+    ids = await digests.commit([(1, "missed"), (2, "missed"), (3, "failed")])
+    await digests.wait_for(lambda: len(digests.got) == 1 and not digests.worker._in_memory)
+    assert digests.got[0]["event"] == "digest"
+    rows = await digests.store.fetchall("SELECT id, state, attempts, next_attempt_at FROM outbox ORDER BY id")
+    assert [r["id"] for r in rows] == ids
+    assert {(r["state"], r["attempts"]) for r in rows} == {("pending", 1)}
+    assert len({r["next_attempt_at"] for r in rows}) == 1
+    digests.worker.clock.at += 3600
+    digests.worker.wake.set()
+    await digests.wait_for(lambda: len(digests.got) == 2)
+    assert [a["id"] for a in digests.got[1]["alerts"]] == ids

@@ -173,9 +173,16 @@ class ChannelWorker:
             log.exception("sender for channel %s crashed", self.channel.name)
             error = DeliveryError(f"internal error: {exc!r}")
         duration_ms = (time.monotonic() - started) * 1000
+        wait: float | None = None  # one retry time for every row: a digest is retried as one
+        if error is not None and not error.permanent:
+            wait = backoff(max(row["attempts"] for row in rows) + 1, self.rng)
+            if error.retry_after is not None:
+                wait = max(wait, min(error.retry_after, MAX_RETRY_AFTER))
+            what = f"alert {rows[0]['id']}" if len(rows) == 1 else f"digest {delivery_id(rows)} of {len(rows)} alerts"
+            log.warning("%s to channel %s failed (%s); retry in %.0fs", what, self.channel.name, error, wait)
         statements: list[Statement] = []
         for row in rows:
-            statements += self._outcome(row, at, status, error, ctx.answer, duration_ms)
+            statements += self._outcome(row, at, status, error, ctx.answer, duration_ms, wait)
         try:
             await self.store.write(statements)
         except StoreError:
@@ -189,8 +196,8 @@ class ChannelWorker:
                 log.info("sent a digest of %d alerts to channel %s", len(rows), self.channel.name)
 
     def _outcome(self, row: Row, at: float, status: int | None, error: DeliveryError | None,
-                 answer: str, duration_ms: float) -> list[Statement]:
-        """The attempt record and the row's next state."""
+                 answer: str, duration_ms: float, wait: float | None) -> list[Statement]:
+        """The attempt record and the row's next state (`wait`: seconds to the retry)."""
         if error is None:
             return sql.record_attempt(self.store.next_id("delivery_attempts"), row["id"], at, True, status,
                                       None, answer, duration_ms, "sent", None)
@@ -198,7 +205,7 @@ class ChannelWorker:
         self.failures_total += 1
         status = error.status if error.status is not None else status
         age = at - row["created_at"]
-        if error.permanent or age >= self.channel.give_up_after:
+        if wait is None or age >= self.channel.give_up_after:
             why = "a permanent error" if error.permanent else f"{self.channel.give_up_after}s of retries"
             message = f"gave up delivering to channel {self.channel.name} after {why}: {error}"
             log.error("alert %s (%s %s): %s", row["id"], row["monitor"], row["event"], message)
@@ -209,11 +216,6 @@ class ChannelWorker:
                     self.store.next_id("incident_events"), row["incident_id"], at, "delivery_failed",
                     {"channel": self.channel.name, "outbox": row["id"], "error": str(error)}))
             return statements
-        wait = backoff(row["attempts"] + 1, self.rng)
-        if error.retry_after is not None:
-            wait = max(wait, min(error.retry_after, MAX_RETRY_AFTER))
-        log.warning("alert %s to channel %s failed (%s); retry in %.0fs", row["id"], self.channel.name, error,
-                    wait)
         return sql.record_attempt(self.store.next_id("delivery_attempts"), row["id"], at, False, status,
                                   str(error), answer, duration_ms, "pending", at + wait)
 
