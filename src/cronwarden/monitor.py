@@ -36,13 +36,14 @@ sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
 from . import schedule
 from .config import MonitorConfig
+from .configtypes import frozen_builder
 
 MAX_OPEN_RUNS = 8
 
@@ -200,7 +201,7 @@ class MonitorState:
         # no conversion of null values, one datetime for the instants a ping sets alike
         # (a success sets last_ping, last_success and last_end to the same instant), no
         # look-up of the keys most states leave out when none is there, and the object
-        # built by _Build (see there).
+        # built by frozen_builder (see configtypes).
         utc = timezone.utc
         fromts = datetime.fromtimestamp
         get = data.get
@@ -221,10 +222,8 @@ class MonitorState:
         else:
             last_ping = None if ping_ts is None else fromts(ping_ts, utc)
         if _RARE_KEYS.isdisjoint(data):  # most states: the rest at their defaults
-            state = _Build(created_at, last_ping, last_success, last_end, 0, 0, (), None, 0,
-                           get("last_duration"), False, None, None, None)
-            state.__class__ = cls  # type: ignore[assignment]
-            return state  # type: ignore[return-value]
+            return _new_state(created_at, last_ping, last_success, last_end, 0, 0, (), None, 0,  # type: ignore[no-any-return]
+                              get("last_duration"), False, None, None, None)
         runs = get("open_runs", ())
         open_runs = tuple(OpenRun(None if s is None else fromts(s, utc), rid, bool(h))  # type: ignore[arg-type]
                           for s, rid, h in runs) if runs else ()
@@ -242,7 +241,7 @@ class MonitorState:
         clock_from = get("clock_from")
         if clock_from is not None:
             clock_from = fromts(clock_from, utc)
-        state = _Build(
+        return _new_state(  # type: ignore[no-any-return]
             created_at,
             last_ping,
             last_success,
@@ -258,21 +257,15 @@ class MonitorState:
             get("pause_reason"),
             clock_from,
         )
-        state.__class__ = cls  # type: ignore[assignment]
-        return state  # type: ignore[return-value]
 
 
-# A frozen dataclass's __init__ sets each field through object.__setattr__: 2.5 us for
-# MonitorState's 14 fields, half of decoding a stored state. _Build is a plain slots
-# dataclass with the same fields in the same order, so the same memory layout: its
-# __init__ stores each field directly (~0.3 us), and CPython allows assigning __class__
-# between classes of the same layout, which makes the result a MonitorState like any
-# other (equal, hashable, frozen). from_json only; states are built everywhere else by
-# MonitorState's own constructor.
+# MonitorState(...) without the frozen __init__'s cost (half of decoding a stored state),
+# for from_json; states are built everywhere else by MonitorState's own constructor.
+_new_state = frozen_builder(MonitorState)
+
 # Keys that a state without counts, open runs, incident or pause leaves out (to_json).
 _RARE_KEYS = frozenset(("failures", "successes", "open_runs", "incident", "incident_count", "paused",
                         "paused_until", "pause_reason", "clock_from"))
-_Build = make_dataclass("_Build", [(f.name, f.type) for f in fields(MonitorState)], slots=True)
 
 
 # ---------------------------------------------------------------- decisions
