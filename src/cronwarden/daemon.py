@@ -281,6 +281,8 @@ class Daemon:
         return self.by_key.get(name_or_key.lower())
 
     def silenced(self, cfg: MonitorConfig) -> bool:
+        if not cfg.depends_on:
+            return False  # most monitors: no generator to start
         return any(
             (dep_state := self.states.get(dep)) is not None and dep_state.incident is not None
             for dep in cfg.depends_on
@@ -292,7 +294,7 @@ class Daemon:
         cfg = self.config.monitors[name]
         history = self.history.get(name, ())  # read by step(), appended to only after it
         decision = transitions.step(cfg, self.states[name], event, now,
-                                    silenced=bool(cfg.depends_on) and self.silenced(cfg),
+                                    silenced=self.silenced(cfg),
                                     history=history, maintenance_until=self._maintenance(name, now))
         run = decision.run
         if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
@@ -401,14 +403,7 @@ class Daemon:
             _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
             self.stats.pings += 1
             self.counters[name][0] += 1
-            # commit([outcome]), inlined: one coroutine frame less to suspend and resume per ping.
-            try:
-                await self.store.write(outcome.statements)
-            except StoreError:
-                await self._resync({name})
-                raise
-            if outcome.logged or outcome.outbox:
-                self._committed([outcome])
+            await self.commit([outcome])
         finally:
             self._release_one(name, claim)
 

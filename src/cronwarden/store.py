@@ -149,7 +149,7 @@ class Store:
     def write(self, statements: list[Statement]) -> "asyncio.Future[int]":
         """Queue statements for the next group commit; await the answer, which
         resolves once they are committed (or raises StoreError). A plain function
-        returning the future, not a coroutine: a ping awaits it directly, a
+        returning the future, not a coroutine: Daemon.commit awaits it directly, a
         coroutine frame less to suspend and resume on every ping."""
         return self._submit(statements, counted=False)
 
