@@ -158,17 +158,22 @@ def frozen_builder(cls: type) -> Any:
     states at start-up. (No field may have a default factory, and `cls` no
     __post_init__; tests compare the result with __init__'s.)"""
     specs: list[Any] = []
+    params: list[str] = []
+    namespace: dict[str, Any] = {"cls": cls}
     for f in fields(cls):
         assert f.init and f.default_factory is MISSING, f.name
-        specs.append((f.name, f.type) if f.default is MISSING else (f.name, f.type, field(default=f.default)))
+        if f.default is MISSING:
+            specs.append((f.name, f.type))
+            params.append(f.name)
+        else:
+            specs.append((f.name, f.type, field(default=f.default)))
+            params.append(f"{f.name}=default_{f.name}")
+            namespace[f"default_{f.name}"] = f.default
     assert not hasattr(cls, "__post_init__")
-    twin = make_dataclass(f"_{cls.__name__}Builder", specs, slots=True)
+    namespace["twin"] = twin = make_dataclass(f"_{cls.__name__}Builder", specs, slots=True)
     assert twin.__slots__ == cls.__slots__, cls  # type: ignore[attr-defined]
-    names = [f.name for f in fields(cls)]
-    params = [name if f.default is MISSING else f"{name}=default_{name}" for name, f in zip(names, fields(cls))]
-    namespace: dict[str, Any] = {"twin": twin, "cls": cls,
-                                 **{f"default_{f.name}": f.default for f in fields(cls) if f.default is not MISSING}}
-    exec(f"def build({', '.join(params)}):\n    self = twin({', '.join(names)})\n    self.__class__ = cls\n"
+    names = ", ".join(spec[0] for spec in specs)
+    exec(f"def build({', '.join(params)}):\n    self = twin({names})\n    self.__class__ = cls\n"
          "    return self\n", namespace)
     return namespace["build"]
 

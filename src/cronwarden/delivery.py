@@ -190,7 +190,7 @@ class ChannelWorker:
             await asyncio.sleep(1.0)  # the store logged it; the rows stay pending and are retried
         if error is not None:
             self._from_database()  # a retry is pending now (or the rows were given up: harmless)
-        if error is None:
+        else:
             self.failures = 0
             if len(rows) > 1:
                 log.info("sent a digest of %d alerts to channel %s", len(rows), self.channel.name)
