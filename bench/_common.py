@@ -355,6 +355,15 @@ def add_run_options(ap: "argparse.ArgumentParser") -> None:
     ap.add_argument("--max-seconds", type=float, default=0, help="hard limit for the whole run (default: computed)")
 
 
+def add_pin_options(ap: "argparse.ArgumentParser", peer: str) -> None:
+    """--daemon-cpu, --PEER-cpu, --no-pin and --timeout, for a script that runs one daemon
+    next to its own `peer` (the load client or the webhook receiver)."""
+    ap.add_argument("--daemon-cpu", type=int, default=0)
+    ap.add_argument(f"--{peer}-cpu", type=int, default=1)
+    ap.add_argument("--no-pin", action="store_true", help=f"let the scheduler place the daemon and the {peer}")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds the daemon may take to start")
+
+
 def time_limit(budget: float) -> None:
     """End the run with TimeoutError after `budget` seconds (SIGALRM)."""
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {budget:.0f}s")))

@@ -230,10 +230,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, help="set the webhook channel's concurrency (deliveries in flight)")
     ap.add_argument("--gc-log", action="store_true", help="run the daemon through bench/_gcwatch.py and report "
                     "the garbage collector's pauses between the deadline and the last receipt")
-    ap.add_argument("--daemon-cpu", type=int, default=0)
-    ap.add_argument("--receiver-cpu", type=int, default=1)
-    ap.add_argument("--no-pin", action="store_true", help="let the scheduler place the daemon and receiver")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds the daemon may take to start")
+    c.add_pin_options(ap, "receiver")
     c.add_run_options(ap)
     args = ap.parse_args()
     source = c.use_source(args.src)

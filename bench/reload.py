@@ -288,10 +288,7 @@ def main() -> int:
                     "seconds for both CPUs to be idle (a shared machine); 0: do not wait")
     ap.add_argument("--py-spy", metavar="PREFIX", help="profile the daemon with py-spy during each reload "
                     "(PREFIX-changed.txt, PREFIX-unchanged.txt)")
-    ap.add_argument("--daemon-cpu", type=int, default=0)
-    ap.add_argument("--client-cpu", type=int, default=1)
-    ap.add_argument("--no-pin", action="store_true", help="let the scheduler place the daemon and the client")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds the daemon may take to start")
+    c.add_pin_options(ap, "client")
     c.add_run_options(ap)
     args = ap.parse_args()
     source = c.use_source(args.src)
