@@ -222,3 +222,26 @@ class Config:
             for other in monitor.depends_on:
                 out.setdefault(other, []).append(monitor.name)
         return out
+
+    def depends_depth(self) -> dict[str, int]:
+        """monitor with `depends_on` -> 1 + the depth of the deepest monitor it depends on
+        (a monitor without is 0, and a cycle is cut where it closes): Ticking monitors due
+        at the same instant in this order lets a dependency's outage silence its dependents."""
+        depth: dict[str, int] = {}
+
+        def of(name: str, path: set[str]) -> int:
+            known = depth.get(name)
+            if known is not None:
+                return known
+            monitor = self.monitors.get(name)
+            if monitor is None or not monitor.depends_on or name in path:
+                return 0
+            path.add(name)
+            depth[name] = found = 1 + max(of(other, path) for other in monitor.depends_on)
+            path.discard(name)
+            return found
+
+        for monitor in self.monitors.values():
+            if monitor.depends_on:
+                of(monitor.name, set())
+        return depth

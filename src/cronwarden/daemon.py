@@ -41,7 +41,7 @@ from .channels import sender_for
 from .channels.log import format_line
 from .config import Config, MonitorConfig
 from .delivery import ChannelWorker
-from .monitor import Decision, Event, MonitorState, Ping
+from .monitor import Decision, Event, MonitorState, Ping, Tick
 from .ratelimit import RateLimiter
 from .store import Statement, Store, StoreError
 from .wheel import Clock, TimerWheel
@@ -66,6 +66,21 @@ class Stats:
     started_at: float = 0.0
     reloads: int = 0
     reload_errors: int = 0
+
+
+@dataclass(slots=True)
+class Planned:
+    """A Tick planned before its deadline (Daemon.plan_ahead), waiting for it."""
+
+    name: str
+    at: float  # the deadline, epoch seconds
+    now: datetime  # the deadline: the time the Tick was planned at
+    config: Config
+    inputs: tuple[MonitorState | None, ...]  # what the step read (Daemon._inputs)
+    incident_ids: dict[tuple[str, int], int]  # of the incident it opens, or the one open
+    decision: Decision
+    outcome: alerts.Outcome
+    follow: datetime | None  # the deadline after this Tick
 
 
 class Daemon:
@@ -270,6 +285,7 @@ class Daemon:
         self.config = new
         self.by_key = new.monitor_by_key()
         self.dependents = new.dependents()
+        self.depth = new.depends_depth()
         self.windows = new.windows_by_monitor()
         self.limiter = RateLimiter(new.server.rate_limit, new.server.rate_burst)
 
@@ -292,40 +308,95 @@ class Daemon:
              body: bytes | None = None) -> tuple[Decision, alerts.Outcome]:
         """Step the monitor and build every statement of the change; memory is updated."""
         cfg = self.config.monitors[name]
+        decision, outcome = self._decide(name, cfg, self.states[name], event, now, self.incident_ids,
+                                         ping_row, body)
+        self._adopt(name, decision, outcome, now)
+        self._schedule(name, lazy=True)
+        return decision, outcome
+
+    def plan_ahead(self, name: str, deadline: datetime) -> Planned:
+        """Plan `name`'s Tick at its coming `deadline` now, changing nothing in memory:
+        the timer commits it at the deadline with :meth:`adopt_planned` if what the step
+        reads is still the same then (see :mod:`cronwarden.timer`)."""
+        cfg = self.config.monitors[name]
+        state = self.states[name]
+        seq = state.incident.seq if state.incident is not None else None
+        ids = {(name, seq): self.incident_ids[(name, seq)]} if (name, seq) in self.incident_ids else {}
+        decision, outcome = self._decide(name, cfg, state, Tick(), deadline, ids)
+        new = decision.state
+        follow = monitor.next_deadline(cfg, new, self._maintenance(name, deadline) if new.incident else None)
+        return Planned(name, deadline.timestamp(), deadline, self.config, self._inputs(name, cfg), ids,
+                       decision, outcome, follow)
+
+    def adopt_planned(self, planned: Planned) -> alerts.Outcome | None:
+        """The outcome of a Tick planned ahead, now taken into memory; None (and nothing
+        changed) when the monitor, its config or a monitor it depends on or that depends on
+        it changed since it was planned."""
+        name = planned.name
+        if planned.config is not self.config:
+            return None
+        inputs = self._inputs(name, self.config.monitors[name])
+        if len(inputs) != len(planned.inputs) or any(a is not b for a, b in zip(inputs, planned.inputs)):
+            return None
+        self.incident_ids.update(planned.incident_ids)
+        self._adopt(name, planned.decision, planned.outcome, planned.now)
+        self._arm(name, planned.follow, lazy=True)
+        return planned.outcome
+
+    def _inputs(self, name: str, cfg: MonitorConfig) -> tuple[MonitorState | None, ...]:
+        """The states a Tick of `name` reads: its own, and those of the monitors it depends
+        on (silenced) and that depend on it (suppressed). Compared by identity: every change
+        makes a new state object."""
+        states = self.states
+        dependents = self.dependents.get(name)
+        if not cfg.depends_on and not dependents:
+            return (states.get(name),)  # most monitors
+        return (states.get(name), *(states.get(d) for d in cfg.depends_on),
+                *(states.get(d) for d in dependents or ()))
+
+    def _decide(self, name: str, cfg: MonitorConfig, state: MonitorState, event: Event, now: datetime,
+                incident_ids: dict[tuple[str, int], int], ping_row: tuple | None = None,
+                body: bytes | None = None) -> tuple[Decision, alerts.Outcome]:
+        """The step and every statement of the change, from `state`; changes nothing in
+        memory but `incident_ids` (the incidents it opens) and the store's id counters."""
         history = self.history.get(name, ())  # read by step(), appended to only after it
-        decision = transitions.step(cfg, self.states[name], event, now,
-                                    silenced=self.silenced(cfg),
+        decision = transitions.step(cfg, state, event, now, silenced=self.silenced(cfg),
                                     history=history, maintenance_until=self._maintenance(name, now))
-        run = decision.run
-        if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
-            self.history[name].append(run.duration_s)
         if decision.alerts or decision.notes:
             output = alerts.tail(body) if decision.alerts else ""
             dependents = self.dependents.get(name)
             suppressed = [d for d in dependents if (st := self.states.get(d)) and st.incident] if dependents else []
-            outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, self.incident_ids, output, now,
+            outcome = alerts.apply_alerts(self.store, self.config, cfg, decision, incident_ids, output, now,
                                           suppressed, self.ack_url)
         else:  # what apply_alerts() gives for a decision with nothing to record (most pings)
             outcome = alerts.Outcome(monitor=name)
-        state = decision.state
         statements = outcome.statements
-        if outcome.alerts:
-            self.counters[name][1] += outcome.alerts
-            self.stats.alerts += outcome.alerts
         ping_id = None
         at = now.timestamp()
         if ping_row is not None:
             ping_id = self.store.next_id("pings")
             statements.insert(0, sql.insert_ping(ping_id, name, at, *ping_row))
+        run = decision.run
         if run is not None:
             statements.append(sql.insert_run(
                 self.store.next_id("runs"), name, run.rid,
                 run.started_at.timestamp() if run.started_at else None,
                 at, run.duration_s, run.exit_status, run.metadata, ping_id))
-        if state is not self.states[name]:
-            statements.append(sql.upsert_monitor(name, state.created_at.timestamp(), state.to_json()))
-            self.states[name] = state
-        self._schedule(name, lazy=True)
+        new = decision.state
+        if new is not state:
+            statements.append(sql.upsert_monitor(name, new.created_at.timestamp(), new.to_json()))
+        return decision, outcome
+
+    def _adopt(self, name: str, decision: Decision, outcome: alerts.Outcome, now: datetime) -> None:
+        """Take a decided change into memory: the state, counters, history (the caller
+        puts the next deadline on the wheel)."""
+        run = decision.run
+        if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
+            self.history[name].append(run.duration_s)
+        if outcome.alerts:
+            self.counters[name][1] += outcome.alerts
+            self.stats.alerts += outcome.alerts
+        self.states[name] = decision.state
         if decision.alerts and any(a.closes for a in decision.alerts):
             # Monitors whose alerts this one's outage silenced are checked again now:
             # one still failing is announced on its own.
@@ -335,7 +406,6 @@ class Daemon:
                     self._force_tick.add(dependent)
                     self.wheel.schedule(dependent, now.timestamp())
                     self._rearm.set()
-        return decision, outcome
 
     async def commit(self, outcomes: list[alerts.Outcome]) -> None:
         """Commit what plan() built. If the commit fails, the in-memory state that
@@ -490,7 +560,9 @@ class Daemon:
         """Put `name`'s next deadline on the wheel. `lazy` (after a ping): a timer
         already set earlier stays, and when it fires _fire() finds the deadline has
         moved and sets it again: one look per period instead of a wheel update per ping."""
-        deadline = self._deadline(name)
+        return self._arm(name, self._deadline(name), lazy)
+
+    def _arm(self, name: str, deadline: datetime | None, lazy: bool) -> datetime | None:
         if deadline is None:
             if not lazy:
                 self.wheel.cancel(name)

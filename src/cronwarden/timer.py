@@ -1,53 +1,123 @@
-"""The timer task: sleep until the wheel's next deadline, then Tick what is due.
+"""The timer task: Tick each monitor at its deadline.
 
-:func:`run` is the loop the daemon starts: it asks the wheel how long to sleep
+:func:`run` is the loop the daemon starts. It asks the wheel how long to sleep
 (at most MAX_SLEEP, so a wall-clock step is noticed), wakes early when a new
 deadline comes before the one it sleeps for (``Daemon._rearm``), and hands
-what is due to :func:`fire`, which plans every due monitor's Tick through
-:meth:`Daemon.plan <cronwarden.daemon.Daemon.plan>` and commits them in one
-write (so a `:00` of jobs that did not run reaches storm control as one burst).
+what is due to :func:`fire`, which Ticks every due monitor and commits them in
+one write (so a `:00` of jobs that did not run reaches storm control as one
+burst).
+
+Ticks are planned ahead. A deadline is known in advance and the step is pure,
+so the timer takes the monitors falling due within the next LEAD seconds off
+the wheel and plans each one's Tick as of its deadline
+(:meth:`Daemon.plan_ahead <cronwarden.daemon.Daemon.plan_ahead>`: the new
+state, the incident and outbox rows, the alert payloads) without changing
+anything. At the deadline all that is left is to check that nothing the step
+read has changed (the monitor's state, those of the monitors it depends on and
+that depend on it, the config) and to commit: 1,000 monitors falling due at
+the same instant cost the time of one commit at that instant, not that of
+planning 1,000 steps. A plan that no longer holds (a ping came, a reload) is
+dropped and the monitor is looked at afresh, as one whose deadline moved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+from itertools import count
 from typing import TYPE_CHECKING
 
 from .monitor import Tick
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .daemon import Daemon, Planned
 
 log = logging.getLogger("cronwarden")
 
 MAX_SLEEP = 5.0  # the timer wakes at least this often to notice wall-clock jumps
 CLOCK_JUMP = 1.0  # seconds of wall/monotonic drift treated as a clock step
+LEAD = 1.0  # seconds before its deadline that a monitor's Tick is planned
+PLAN_CHUNK = 200  # Ticks planned ahead between two looks at the event loop
+INFLIGHT_RETRY = 0.05  # seconds before a monitor held by a commit is looked at again
+
+
+class Ahead:
+    """Ticks planned ahead, waiting for their deadlines; the latest plan of a monitor counts."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, "Planned"] = {}
+        self._heap: list[tuple[float, int, "Planned"]] = []
+        self._order = count()
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def add(self, planned: "Planned") -> None:
+        self.by_name[planned.name] = planned
+        heapq.heappush(self._heap, (planned.at, next(self._order), planned))
+
+    def next_time(self) -> float | None:
+        heap = self._heap
+        while heap and self.by_name.get(heap[0][2].name) is not heap[0][2]:
+            heapq.heappop(heap)  # replaced by a later plan of the same monitor
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> list["Planned"]:
+        """The plans whose deadline is at or before `now`, in deadline order."""
+        heap, by_name = self._heap, self.by_name
+        due = []
+        while heap and heap[0][0] <= now:
+            planned = heapq.heappop(heap)[2]
+            if by_name.get(planned.name) is planned:
+                del by_name[planned.name]
+                due.append(planned)
+        return due
+
+    def drain(self) -> list[str]:
+        """Drop every plan; the names of their monitors."""
+        names = list(self.by_name)
+        self.by_name.clear()
+        self._heap.clear()
+        return names
 
 
 async def run(daemon: "Daemon") -> None:
     """Tick what is due, sleep until the next deadline, forever (cancelled at stop)."""
     offset = daemon.clock.time() - daemon.clock.monotonic()
+    ahead = Ahead()
     while True:
         now_ts = daemon.clock.time()
         new_offset = now_ts - daemon.clock.monotonic()
         if abs(new_offset - offset) > CLOCK_JUMP:
             daemon.stats.clock_jumps += 1
             log.warning("wall clock jumped by %+.1fs; re-checking every deadline", new_offset - offset)
+            for name in ahead.drain():  # planned for instants the clock has moved past or away from
+                if name in daemon.states:
+                    daemon._schedule(name)
         offset = new_offset
-        due = daemon.wheel.pop_due(now_ts)
-        if due:
+        ready = ahead.pop_due(now_ts)
+        names = daemon.wheel.pop_due(now_ts + LEAD)
+        if ready or names:
             try:
-                await fire(daemon, due)
+                await fire(daemon, ready, names, ahead)
             except Exception:
-                log.exception("timer: processing %d deadlines failed; retrying in 1s", len(due))
-                for name in due:
+                log.exception("timer: processing %d deadlines failed; retrying in 1s", len(ready) + len(names))
+                for name in [p.name for p in ready] + names:
                     if name in daemon.states:
-                        daemon.wheel.schedule(name, now_ts + 1.0)
+                        daemon.wheel.schedule(name, now_ts + LEAD + 1.0)
             continue
-        nxt = daemon.wheel.next_time()
-        delay = MAX_SLEEP if nxt is None else min(MAX_SLEEP, max(0.0, nxt - daemon.clock.time()))
-        daemon._sleep_until = daemon.clock.time() + delay
+        # Wake LEAD before the wheel's next deadline (to plan it), or at the next planned one.
+        wake = daemon.wheel.next_time()
+        if wake is not None:
+            wake -= LEAD
+        planned = ahead.next_time()
+        if planned is not None and (wake is None or planned < wake):
+            wake = planned
+        now_ts = daemon.clock.time()
+        delay = MAX_SLEEP if wake is None else min(MAX_SLEEP, max(0.0, wake - now_ts))
+        # A deadline scheduled before this must wake the timer (Daemon._schedule).
+        daemon._sleep_until = now_ts + delay + LEAD
         daemon._rearm.clear()
         try:
             await asyncio.wait_for(daemon._rearm.wait(), delay)
@@ -56,19 +126,37 @@ async def run(daemon: "Daemon") -> None:
         daemon._sleep_until = 0.0
 
 
-async def fire(daemon: "Daemon", names: list) -> None:
-    """Tick every monitor of `names` that is due now and commit them in one write. A
-    monitor whose ping is being committed is looked at again 50 ms later; one whose
-    deadline moved (a ping came, the clock stepped back) is put back on the wheel."""
+async def fire(daemon: "Daemon", ready: list["Planned"], names: list, ahead: Ahead) -> None:
+    """Commit the plans in `ready`, whose deadlines have come, and Tick every monitor of
+    `names` that is due now, in one write; then plan ahead those of `names` falling due
+    within LEAD. A plan that no longer holds is dropped and its monitor looked at like those
+    of `names`. A monitor whose ping is being committed is looked at again 50 ms later; one
+    whose deadline moved (a ping came, the clock stepped back) is put back on the wheel."""
     now = daemon.clock.now()
+    now_ts = now.timestamp()
     outcomes = []
     claims: dict[str, list[asyncio.Future[None]]] = {}
+    soon = []
     try:
-        for name in names:
-            if name not in daemon.states:
-                continue  # removed by a reload
-            if name in daemon._inflight:
-                daemon.wheel.schedule(name, now.timestamp() + 0.05)  # a ping is being committed: look again
+        todo: list[tuple[str, Planned | None]] = [(p.name, p) for p in ready]
+        todo += [(name, None) for name in names]
+        if daemon.depth:  # dependencies first: their outage silences their dependents' alerts
+            depth = daemon.depth
+            todo.sort(key=lambda item: depth.get(item[0], 0))
+        for name, planned in todo:
+            if name not in daemon.states or name in claims:
+                continue  # removed by a reload, or committed above
+            if planned is not None and name not in daemon._inflight and name not in daemon._force_tick \
+                    and now_ts - planned.at <= LEAD:
+                outcome = daemon.adopt_planned(planned)
+                if outcome is not None:
+                    _lateness(daemon, now_ts - planned.at)
+                    claims[name] = daemon._hold(name)
+                    outcomes.append(outcome)
+                    continue
+                # no longer holds: looked at afresh
+            if name in daemon._inflight:  # a ping is being committed: look again in 50 ms
+                asyncio.get_running_loop().call_later(INFLIGHT_RETRY, _look_again, daemon, name)
                 continue
             deadline = daemon._deadline(name)
             if name in daemon._force_tick:
@@ -77,14 +165,35 @@ async def fire(daemon: "Daemon", names: list) -> None:
             if deadline is None:
                 continue
             if deadline > now:
-                daemon._schedule(name)  # early (clock stepped back, or state moved on): re-arm
+                if deadline.timestamp() - now_ts <= LEAD:
+                    soon.append((name, deadline))
+                else:
+                    daemon._schedule(name)  # not due soon (clock stepped back, or state moved on): re-arm
                 continue
-            lateness = (now - deadline).total_seconds()
-            daemon.stats.last_lateness = lateness
-            daemon.stats.max_lateness = max(daemon.stats.max_lateness, lateness)
+            _lateness(daemon, (now - deadline).total_seconds())
             claims[name] = daemon._hold(name)
             _, outcome = daemon.plan(name, Tick(), now)
             outcomes.append(outcome)
-        await daemon.commit(outcomes)
+        if outcomes:
+            await daemon.commit(outcomes)
     finally:
         daemon._release(claims)
+    for i, (name, deadline) in enumerate(soon):
+        if i and not i % PLAN_CHUNK:
+            await asyncio.sleep(0)  # let pings in between
+        if name in daemon.states:
+            ahead.add(daemon.plan_ahead(name, deadline))
+
+
+def _lateness(daemon: "Daemon", lateness: float) -> None:
+    daemon.stats.last_lateness = lateness
+    daemon.stats.max_lateness = max(daemon.stats.max_lateness, lateness)
+
+
+def _look_again(daemon: "Daemon", name: str) -> None:
+    """Put `name` back on the wheel for now. (Not from fire() directly: the wheel stands
+    LEAD ahead of the clock, so a deadline sooner than that is handed out at its next look,
+    which would be at once.)"""
+    if name in daemon.states:
+        daemon.wheel.schedule(name, daemon.clock.time())
+        daemon._rearm.set()
