@@ -214,3 +214,40 @@ def test_dependencies_come_before_their_dependents_and_a_cycle_is_cut(tmp_path: 
     depth = config.depends_depth()
     assert depth["b"] == 1 and depth["c"] == 2 and "a" not in depth
     assert {depth["x"], depth["y"]} == {1, 2}
+
+
+def test_a_long_dependency_chain_in_any_order_is_ordered(tmp_path: Path) -> None:
+    chain = "".join(f"  m{i}: {{every: 1h, depends_on: [m{i - 1}]}}\n" for i in range(2000, 0, -1))
+    depth = make_config(tmp_path, chain + "  m0: {every: 1h}").depends_depth()
+    assert depth["m1"] == 1 and depth["m2000"] == 2000
+
+
+async def test_a_plan_falling_due_is_committed_while_a_big_burst_is_still_being_planned(tmp_path: Path) -> None:
+    """20,000 monitors fall due at t0 + 3 s, and take longer than the second of LEAD to
+    plan; `crit`, due at t0 + 2.6 s, was planned before them. Its plan is committed on its
+    own when it falls due, not held (and then redone) until the burst is planned."""
+    from cronwarden.monitor import PingKind
+
+    bulk = "".join(f"  b{i}: {{every: 3s, grace: 0}}\n" for i in range(20_000))
+    daemon = Daemon(make_config(tmp_path, "  crit: {every: 2s, grace: 0}\n" + bulk))
+    committed: dict[str, float] = {}
+    commit = daemon.commit
+
+    async def recorded(outcomes):  # type: ignore[no-untyped-def]
+        await commit(outcomes)
+        for outcome in outcomes:
+            if outcome.alerts:
+                committed.setdefault(outcome.monitor, time.monotonic())
+
+    daemon.commit = recorded  # type: ignore[method-assign]
+    await daemon.start()
+    try:
+        t0 = daemon.states["b0"].created_at.timestamp()
+        await asyncio.sleep(max(0.0, t0 + 0.6 - time.time()))
+        await daemon.ping("crit", PingKind.SUCCESS)
+        deadline = daemon.states["crit"].last_end.timestamp() + 2
+        await wait_until(lambda: len(committed) == 20_001, 60)
+        assert committed["crit"] < min(at for name, at in committed.items() if name != "crit")
+        assert daemon.states["crit"].incident.opened_at.timestamp() == pytest.approx(deadline, abs=RESOLUTION)
+    finally:
+        await daemon.stop()

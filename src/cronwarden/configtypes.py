@@ -228,20 +228,32 @@ class Config:
         (a monitor without is 0, and a cycle is cut where it closes): Ticking monitors due
         at the same instant in this order lets a dependency's outage silence its dependents."""
         depth: dict[str, int] = {}
-
-        def of(name: str, path: set[str]) -> int:
-            known = depth.get(name)
-            if known is not None:
-                return known
-            monitor = self.monitors.get(name)
-            if monitor is None or not monitor.depends_on or name in path:
-                return 0
-            path.add(name)
-            depth[name] = found = 1 + max(of(other, path) for other in monitor.depends_on)
-            path.discard(name)
-            return found
-
-        for monitor in self.monitors.values():
-            if monitor.depends_on:
-                of(monitor.name, set())
+        for top in self.monitors.values():
+            if not top.depends_on or top.name in depth:
+                continue
+            # Depth-first with a stack of (monitor, its depends_on still to look at), so a
+            # chain of any length is fine; a monitor on the stack is a cycle closing: depth 0.
+            on_path = {top.name}
+            stack = [(top.name, list(top.depends_on), 0)]
+            while stack:
+                name, todo, deepest = stack[-1]
+                if not todo:
+                    stack.pop()
+                    on_path.discard(name)
+                    depth[name] = deepest + 1
+                    if stack:
+                        parent, rest, best = stack[-1]
+                        stack[-1] = (parent, rest, max(best, deepest + 1))
+                    continue
+                other = todo.pop()
+                monitor = self.monitors.get(other)
+                if other in depth:
+                    found = depth[other]
+                elif monitor is None or not monitor.depends_on or other in on_path:
+                    found = 0
+                else:
+                    on_path.add(other)
+                    stack.append((other, list(monitor.depends_on), 0))
+                    continue
+                stack[-1] = (name, todo, max(deepest, found))
         return depth

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import operator
 import os
 import signal
 from collections import defaultdict, deque
@@ -336,7 +337,7 @@ class Daemon:
         if planned.config is not self.config:
             return None
         inputs = self._inputs(name, self.config.monitors[name])
-        if len(inputs) != len(planned.inputs) or any(a is not b for a, b in zip(inputs, planned.inputs)):
+        if len(inputs) != len(planned.inputs) or not all(map(operator.is_, inputs, planned.inputs)):
             return None
         self.incident_ids.update(planned.incident_ids)
         self._adopt(name, planned.decision, planned.outcome, planned.now)
@@ -397,7 +398,7 @@ class Daemon:
             self.counters[name][1] += outcome.alerts
             self.stats.alerts += outcome.alerts
         self.states[name] = decision.state
-        if decision.alerts and any(a.closes for a in decision.alerts):
+        if decision.alerts and any([a.closes for a in decision.alerts]):
             # Monitors whose alerts this one's outage silenced are checked again now:
             # one still failing is announced on its own.
             for dependent in self.dependents.get(name, ()):

@@ -348,7 +348,7 @@ class Store:
             (monitor, start, end, limit))
 
     async def incident_events(self, incident_id: int) -> list[sqlite3.Row]:
-        return await self.fetchall("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id", (incident_id,))
+        return await self.fetchall("SELECT * FROM incident_events WHERE incident_id = ? ORDER BY at, id", (incident_id,))
 
     async def deliveries(self, incident_id: int) -> list[sqlite3.Row]:
         """Outbox rows of an incident with their attempts (one row per attempt, or the

@@ -146,8 +146,7 @@ async def fire(daemon: "Daemon", ready: list["Planned"], names: list, ahead: Ahe
         for name, planned in todo:
             if name not in daemon.states or name in claims:
                 continue  # removed by a reload, or committed above
-            if planned is not None and name not in daemon._inflight and name not in daemon._force_tick \
-                    and now_ts - planned.at <= LEAD:
+            if planned is not None and name not in daemon._inflight and name not in daemon._force_tick:
                 outcome = daemon.adopt_planned(planned)
                 if outcome is not None:
                     _lateness(daemon, now_ts - planned.at)
@@ -181,6 +180,14 @@ async def fire(daemon: "Daemon", ready: list["Planned"], names: list, ahead: Ahe
     for i, (name, deadline) in enumerate(soon):
         if i and not i % PLAN_CHUNK:
             await asyncio.sleep(0)  # let pings in between
+            first = ahead.next_time()
+            if first is not None and first <= daemon.clock.time():
+                # Plans made earlier are due (a burst too big to plan within LEAD): commit
+                # them first. The rest go back on the wheel, which hands them out at once.
+                for rest, when in soon[i:]:
+                    if rest in daemon.states:
+                        daemon.wheel.schedule(rest, when.timestamp())
+                return
         if name in daemon.states:
             ahead.add(daemon.plan_ahead(name, deadline))
 
