@@ -17,10 +17,12 @@ in it, received when the digest was. The channel's ``group_window`` and
 The script prints p50/p99/max over the due monitors, and splits the time with
 the daemon's own records (read from its database afterwards):
 
-* fire:    the timer's Tick (the outbox row's created_at, taken before the
-           alerts are planned and committed) - deadline
-* queue:   first delivery attempt started - Tick (planning all due monitors,
-           the commit, then waiting behind earlier deliveries of the channel)
+* fire:    the timer's Tick (the outbox row's created_at, the time the step
+           was planned at) - deadline: 0 for a Tick planned ahead, which is
+           planned as of its deadline (see cronwarden.timer)
+* queue:   first delivery attempt started - Tick (taking the plans into
+           memory, the commit, then waiting behind earlier deliveries of the
+           channel; planning too when the Tick was not planned ahead)
 * transit: receipt at the webhook - attempt started
 
 ``N`` (``--due-in``, default 40 s) must leave the daemon time to finish
