@@ -8,6 +8,7 @@ nor leave them late (clock set forward): the timer re-checks on waking.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -129,8 +130,9 @@ async def test_a_reload_reschedules_the_monitors_it_changes_and_leaves_the_other
 # if nothing the step read has changed by then.
 
 
-async def started(tmp_path: Path, monitors: str) -> tuple[Daemon, list[str]]:
-    """A daemon whose plan_ahead() calls are recorded (names), started."""
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path, monitors: str) -> AsyncIterator[tuple[Daemon, list[str]]]:
+    """A started daemon whose plan_ahead() calls are recorded (names); stopped after."""
     daemon = Daemon(make_config(tmp_path, monitors))
     planned: list[str] = []
     plan_ahead = daemon.plan_ahead
@@ -141,12 +143,14 @@ async def started(tmp_path: Path, monitors: str) -> tuple[Daemon, list[str]]:
 
     daemon.plan_ahead = recorded  # type: ignore[method-assign]
     await daemon.start()
-    return daemon, planned
+    try:
+        yield daemon, planned
+    finally:
+        await daemon.stop()
 
 
 async def test_a_tick_planned_ahead_lands_at_its_deadline_with_the_deadline_as_its_time(tmp_path: Path) -> None:
-    daemon, planned = await started(tmp_path, "  job: {every: 2s, grace: 0}")
-    try:
+    async with started(tmp_path, "  job: {every: 2s, grace: 0}") as (daemon, planned):
         deadline = daemon.states["job"].created_at.timestamp() + 2
         await wait_until(lambda: "job" in planned, 3)
         assert daemon.states["job"].incident is None  # planned, not applied
@@ -156,16 +160,13 @@ async def test_a_tick_planned_ahead_lands_at_its_deadline_with_the_deadline_as_i
         assert incident.opened_at.timestamp() == pytest.approx(deadline, abs=RESOLUTION)
         rows = await daemon.store.fetchall("SELECT opened_at FROM incidents WHERE monitor = 'job'")
         assert [r["opened_at"] for r in rows] == [pytest.approx(deadline, abs=RESOLUTION)]
-    finally:
-        await daemon.stop()
 
 
 async def test_a_ping_after_the_tick_was_planned_drops_the_plan(tmp_path: Path) -> None:
     from cronwarden.monitor import PingKind
     from cronwarden.timer import LEAD
 
-    daemon, planned = await started(tmp_path, "  job: {every: 2s, grace: 0}")
-    try:
+    async with started(tmp_path, "  job: {every: 2s, grace: 0}") as (daemon, planned):
         deadline = daemon.states["job"].created_at.timestamp() + 2
         await wait_until(lambda: "job" in planned, 3)
         assert time.time() > deadline - LEAD
@@ -175,36 +176,28 @@ async def test_a_ping_after_the_tick_was_planned_drops_the_plan(tmp_path: Path) 
         assert daemon.stats.alerts == 0
         # and the next deadline is kept: missed 2 s after the ping
         await wait_until(lambda: daemon.states["job"].incident is not None, 3)
-    finally:
-        await daemon.stop()
 
 
 async def test_a_reload_after_the_tick_was_planned_is_what_counts_at_the_deadline(tmp_path: Path) -> None:
     from cronwarden.reload import apply_config
 
-    daemon, planned = await started(tmp_path, "  job: {every: 2s, grace: 0}")
-    try:
+    async with started(tmp_path, "  job: {every: 2s, grace: 0}") as (daemon, planned):
         deadline = daemon.states["job"].created_at.timestamp() + 2
         await wait_until(lambda: "job" in planned, 3)
         await apply_config(daemon, make_config(tmp_path, "  job: {every: 2s, grace: 1h}"))
         await asyncio.sleep(max(0.0, deadline - time.time()) + 0.3)
         assert daemon.states["job"].incident is None
         assert daemon.stats.alerts == 0
-    finally:
-        await daemon.stop()
 
 
 async def test_a_dependency_falling_due_at_the_same_instant_silences_the_planned_dependent(
         tmp_path: Path) -> None:
-    daemon, planned = await started(
-        tmp_path, "  db: {every: 2s, grace: 0}\n  report: {every: 2s, grace: 0, depends_on: [db]}")
-    try:
+    async with started(
+        tmp_path, "  db: {every: 2s, grace: 0}\n  report: {every: 2s, grace: 0, depends_on: [db]}") as (daemon, planned):
         await wait_until(lambda: {"db", "report"} <= set(planned), 3)
         await wait_until(lambda: all(daemon.states[n].incident is not None for n in ("db", "report")), 3)
         assert daemon.states["db"].incident.notified
         assert not daemon.states["report"].incident.notified  # recorded, not sent: db is down
-    finally:
-        await daemon.stop()
 
 
 def test_dependencies_come_before_their_dependents_and_a_cycle_is_cut(tmp_path: Path) -> None:
