@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -21,6 +22,11 @@ import pytest
 from aiohttp import web
 
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
+
+
+def ts(iso: str) -> float:
+    """An alert's ISO 8601 UTC time (`occurred_at`, ...) as epoch seconds."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass

@@ -10,10 +10,9 @@ import asyncio
 import signal
 import sqlite3
 import time
-from datetime import datetime
 
 import pytest
-from conftest import DaemonFactory, Receiver
+from conftest import DaemonFactory, Receiver, ts
 
 LATENESS_BOUND = 1.0
 
@@ -39,10 +38,6 @@ channels:
 monitors:
 {monitors}
 """
-
-
-def ts(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def test_a_monitor_that_never_pings_is_missed_within_a_second_of_its_deadline(

@@ -8,13 +8,12 @@ import json
 import socket
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from conftest import DaemonFactory, Receiver
+from conftest import DaemonFactory, Receiver, ts
 
 
 def free_port() -> int:
@@ -54,10 +53,6 @@ async def test_monitors_without_channels_follow_the_route_for_their_severity(
 
 
 
-def epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
 async def test_an_unacknowledged_incident_escalates_and_the_recovery_reaches_everyone_told(
         daemon: DaemonFactory, receiver: Receiver) -> None:
     d = await daemon(base(hooks(receiver, "ops", "pager"),
@@ -68,8 +63,8 @@ async def test_an_unacknowledged_incident_escalates_and_the_recovery_reaches_eve
     assert escalated.url_channel == "pager"
     # Sent at the step's time (opened_at + 2 s; the first alert's receipt can trail its
     # opened_at by more than the escalation's trails its time), and not much later.
-    opened = epoch(first.body["occurred_at"])
-    assert epoch(escalated.body["occurred_at"]) == pytest.approx(opened + 2, abs=0.01)
+    opened = ts(first.body["occurred_at"])
+    assert ts(escalated.body["occurred_at"]) == pytest.approx(opened + 2, abs=0.01)
     assert 2 <= escalated.at - opened < 3.5
     await d.ping("db")
     await receiver.wait_for(lambda b: b["event"] == "recovered")
