@@ -229,11 +229,15 @@ class Store:
 
     # -- reading
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = (), *, tuples: bool = False) -> list[Any]:
+        """The rows as sqlite3.Row, or as plain tuples with `tuples` (cheaper to build and
+        unpack, for reads of many rows)."""
         if self._read is None:
             raise StoreError("the database is closed")
         try:
             async with self._read.execute(sql, params) as cur:
+                if tuples:
+                    cur.row_factory = None  # type: ignore[assignment]
                 return list(await cur.fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"database read failed: {exc}") from exc
@@ -258,26 +262,14 @@ class Store:
         or for those of `names` that were. The rows come as plain tuples rather than
         the connection's sqlite3.Row: a start-up reads 100,000 of them, and building
         and unpacking a Row per row cost about as much as SQLite's reading them."""
-        if self._read is None:
-            raise StoreError("the database is closed")
-        read = self._read
-
-        async def fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[str, str, float | None]]:
-            try:
-                async with read.execute(sql, params) as cur:
-                    cur.row_factory = None  # type: ignore[assignment]
-                    return list(await cur.fetchall())  # type: ignore[arg-type]
-            except sqlite3.Error as exc:
-                raise StoreError(f"database read failed: {exc}") from exc
-
         if names is None:
-            rows = await fetch("SELECT name, state, removed_at FROM monitors")
+            rows = await self.fetchall("SELECT name, state, removed_at FROM monitors", tuples=True)
         else:
             rows = []
             for start in range(0, len(names), 500):
                 chunk = names[start:start + 500]
-                rows += await fetch("SELECT name, state, removed_at FROM monitors WHERE name IN "
-                                    f"({','.join('?' * len(chunk))})", chunk)
+                rows += await self.fetchall("SELECT name, state, removed_at FROM monitors WHERE name IN "
+                                            f"({','.join('?' * len(chunk))})", chunk, tuples=True)
         return {name: (state, removed_at) for name, state, removed_at in rows}
 
     async def incident_ids(self) -> dict[tuple[str, int], int]:
