@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cronwarden import monitor
 from cronwarden import store as sql
+from cronwarden.adopt import recover
 from cronwarden.config import parse_config
 from cronwarden.daemon import Daemon
 from cronwarden.monitor import AlertKind, Incident, OpenRun
@@ -29,7 +30,7 @@ def config(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 async def check(daemon: Daemon) -> None:
-    await daemon._recover()
+    await recover(daemon)
     expected = {}
     for name in daemon.config.monitors:
         deadline = daemon._deadline(name)

@@ -1,16 +1,23 @@
 """Stored monitor rows to the states of configured monitors (start-up, reloads,
-re-reads after a failed write)."""
+re-reads after a failed write), and the start-up's recovery (:func:`recover`)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import replace
 from datetime import datetime
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from . import fastjson, monitor
 from . import store as sql
 from .monitor import MonitorState
 from .store import Statement
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("cronwarden")
 
 
 class Adopter:
@@ -61,3 +68,61 @@ class Adopter:
         self.statements.append(sql.close_open_incidents(name, self._created_at))
         self.statements.append(sql.upsert_monitor(name, self._created_at, state.to_json()))
         return state
+
+
+async def recover(daemon: "Daemon") -> None:
+    """Start-up: every configured monitor's state from the database (new ones due from
+    now, removed ones marked), the rows that changes written, and every deadline on the
+    wheel."""
+    now = daemon.clock.now()
+    stored = await daemon.store.load_monitors()
+    daemon.incident_ids = await daemon.store.incident_ids()
+    statements: list[Statement] = []
+    adopter = Adopter(now, statements)
+    daemon.states.update(adopter.adopt_all(daemon.config.monitors, stored))
+    for name in stored:
+        if name not in daemon.config.monitors:
+            statements.append(sql.mark_removed(name, now.timestamp()))
+    shared_states = adopter.shared
+    del stored, adopter
+    # The write runs in the database thread while the deadlines are worked out here.
+    written = asyncio.ensure_future(daemon.store.write(statements))
+    for _ in range(3):  # let the write reach its thread (queue, writer task, thread)
+        await asyncio.sleep(0)
+    # Monitors share states (see Adopter) and schedules: without an incident or an open
+    # run, a deadline depends on the state and the schedule and grace only, so for a
+    # state several monitors have it is worked out once per (state, every, cron,
+    # timezone, grace). All of them go on the wheel in one go; the monitors with an
+    # incident or an open run go through _schedule() one by one.
+    monitors = daemon.config.monitors
+    shared: dict[tuple[object, ...], tuple[datetime | None, float]] = {}
+    timers: list[tuple[str, float]] = []
+    overdue = 0
+    for name, state in daemon.states.items():
+        if state.incident is not None or state.open_runs:
+            deadline = daemon._schedule(name)
+            overdue += deadline is not None and deadline < now
+            continue
+        cfg = monitors[name]
+        if id(state) in shared_states:
+            key = (id(state), cfg.every, cfg.cron, cfg.timezone, cfg.grace)
+            known = shared.get(key)
+            if known is None:
+                deadline = monitor.next_deadline(cfg, state)
+                known = shared[key] = (deadline, 0.0 if deadline is None else deadline.timestamp())
+            deadline, when = known
+        else:
+            deadline = monitor.next_deadline(cfg, state)
+            when = 0.0 if deadline is None else deadline.timestamp()
+        if deadline is None:
+            daemon.wheel.cancel(name)
+            continue
+        timers.append((name, when))
+        overdue += deadline < now
+    daemon.wheel.schedule_many(timers)
+    if timers and min(when for _name, when in timers) < daemon._sleep_until:
+        daemon._rearm.set()
+    del shared, timers
+    await written
+    if overdue:
+        log.info("%d monitors fell due while the daemon was down; checking them now", overdue)

@@ -36,7 +36,7 @@ import aiohttp
 from aiohttp import web
 
 from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions
-from .adopt import Adopter
+from .adopt import Adopter, recover
 from . import store as sql
 from .channels import sender_for
 from .channels.log import format_line
@@ -44,7 +44,7 @@ from .config import Config, MonitorConfig
 from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Ping, Tick
 from .ratelimit import RateLimiter
-from .store import Statement, Store, StoreError
+from .store import Store, StoreError
 from .wheel import Clock, TimerWheel
 
 log = logging.getLogger("cronwarden")
@@ -128,7 +128,7 @@ class Daemon:
             self.session = aiohttp.ClientSession()
             self.ack_secret = await self.store.secret("ack_links", acklinks.new_secret)
             async with self.reload_lock:  # a SIGHUP during start-up waits for the states it would change
-                await self._recover()
+                await recover(self)
             self._timer_task = asyncio.create_task(timer.run(self), name="cronwarden-timer")
             self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
             self._heartbeat_task = asyncio.create_task(health.heartbeat_loop(self), name="cronwarden-heartbeat")
@@ -220,60 +220,6 @@ class Daemon:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _recover(self) -> None:
-        now = self.clock.now()
-        stored = await self.store.load_monitors()
-        self.incident_ids = await self.store.incident_ids()
-        statements: list[Statement] = []
-        adopter = Adopter(now, statements)
-        self.states.update(adopter.adopt_all(self.config.monitors, stored))
-        for name in stored:
-            if name not in self.config.monitors:
-                statements.append(sql.mark_removed(name, now.timestamp()))
-        shared_states = adopter.shared
-        del stored, adopter
-        # The write runs in the database thread while the deadlines are worked out here.
-        written = asyncio.ensure_future(self.store.write(statements))
-        for _ in range(3):  # let the write reach its thread (queue, writer task, thread)
-            await asyncio.sleep(0)
-        # Monitors share states (see Adopter) and schedules: without an incident or an open
-        # run, a deadline depends on the state and the schedule and grace only, so for a
-        # state several monitors have it is worked out once per (state, every, cron,
-        # timezone, grace). All of them go on the wheel in one go; the monitors with an
-        # incident or an open run go through _schedule() one by one.
-        monitors = self.config.monitors
-        shared: dict[tuple[object, ...], tuple[datetime | None, float]] = {}
-        timers: list[tuple[str, float]] = []
-        overdue = 0
-        for name, state in self.states.items():
-            if state.incident is not None or state.open_runs:
-                deadline = self._schedule(name)
-                overdue += deadline is not None and deadline < now
-                continue
-            cfg = monitors[name]
-            if id(state) in shared_states:
-                key = (id(state), cfg.every, cfg.cron, cfg.timezone, cfg.grace)
-                known = shared.get(key)
-                if known is None:
-                    deadline = monitor.next_deadline(cfg, state)
-                    known = shared[key] = (deadline, 0.0 if deadline is None else deadline.timestamp())
-                deadline, when = known
-            else:
-                deadline = monitor.next_deadline(cfg, state)
-                when = 0.0 if deadline is None else deadline.timestamp()
-            if deadline is None:
-                self.wheel.cancel(name)
-                continue
-            timers.append((name, when))
-            overdue += deadline < now
-        self.wheel.schedule_many(timers)
-        if timers and min(when for _name, when in timers) < self._sleep_until:
-            self._rearm.set()
-        del shared, timers
-        await written
-        if overdue:
-            log.info("%d monitors fell due while the daemon was down; checking them now", overdue)
 
     # ------------------------------------------------------------ reload
 
@@ -398,7 +344,7 @@ class Daemon:
             self.counters[name][1] += outcome.alerts
             self.stats.alerts += outcome.alerts
         self.states[name] = decision.state
-        if decision.alerts and any([a.closes for a in decision.alerts]):
+        if decision.alerts and any(a.closes for a in decision.alerts):
             # Monitors whose alerts this one's outage silenced are checked again now:
             # one still failing is announced on its own.
             for dependent in self.dependents.get(name, ()):
@@ -559,7 +505,7 @@ class Daemon:
 
     def _schedule(self, name: str, lazy: bool = False) -> datetime | None:
         """Put `name`'s next deadline on the wheel. `lazy` (after a ping): a timer
-        already set earlier stays, and when it fires _fire() finds the deadline has
+        already set earlier stays, and when it fires timer.fire() finds the deadline has
         moved and sets it again: one look per period instead of a wheel update per ping."""
         return self._arm(name, self._deadline(name), lazy)
 
