@@ -127,3 +127,31 @@ def test_every_key_but_the_instants_and_duration_is_one_the_quick_path_of_from_j
     written = set(full.to_json())
     assert written - {"created_at", "last_ping", "last_success", "last_end", "last_duration"} == _RARE_KEYS
     assert MonitorState.from_json(full.to_json()) == full
+
+
+def test_what_a_step_builds_quickly_is_what_the_constructors_build() -> None:
+    """step() builds its Ping, RunInfo, Decision and new state with frozen_builder and
+    copies a state into its draft with generated code: the same objects as the
+    dataclasses' own constructors, frozen alike."""
+    import dataclasses
+
+    from cronwarden.monitor import Decision, Ping, PingKind, RunInfo, new_decision, new_ping, new_run_info
+    from cronwarden.transitions import _Draft
+
+    run = RunInfo(NOW, NOW, 1.5, 0, {"rows": 3}, "r1")
+    pairs = [
+        (new_ping(PingKind.FAIL, "r1", 3, {"a": 1}), Ping(PingKind.FAIL, rid="r1", exit_status=3, metadata={"a": 1})),
+        (new_run_info(NOW, NOW, 1.5, 0, {"rows": 3}, "r1"), run),
+        (new_decision(STATES[-1], (), run, ()), Decision(STATES[-1], (), run, ())),
+    ]
+    for built, constructed in pairs:
+        assert type(built) is type(constructed) and built == constructed and repr(built) == repr(constructed)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(built, dataclasses.fields(built)[0].name, None)
+    for state in STATES:
+        draft = _Draft(state)
+        assert all(getattr(draft, f) is getattr(state, f) for f in MonitorState.__slots__)
+        assert draft.freeze() is state  # unchanged: the same object
+        draft.failures = state.failures + 1
+        changed = draft.freeze()
+        assert type(changed) is MonitorState and changed == replace(state, failures=state.failures + 1)

@@ -42,7 +42,7 @@ from .channels import sender_for
 from .channels.log import format_line
 from .config import Config, MonitorConfig
 from .delivery import ChannelWorker
-from .monitor import Decision, Event, MonitorState, Ping, Tick
+from .monitor import Decision, Event, MonitorState, Tick
 from .ratelimit import RateLimiter
 from .store import Store, StoreError
 from .wheel import Clock, TimerWheel
@@ -416,7 +416,7 @@ class Daemon:
             if name not in self.states:
                 raise UnknownMonitor(name)  # removed by a reload while it waited
             now = self.clock.now()
-            event = Ping(kind, rid=rid, exit_status=exit_status, metadata=metadata)
+            event = monitor.new_ping(kind, rid, exit_status, metadata)
             _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
             self.stats.pings += 1
             self.counters[name][0] += 1

@@ -169,17 +169,28 @@ class MonitorState:
         """The stored form. Fields at their defaults (none, zero, false, empty) are left
         out: most monitors' states are mostly defaults, and a row is written per ping
         (from_json reads a missing key as its default, and rows written with every key)."""
+        # Written out field by field, not looped over (key, value) pairs: this runs on
+        # every ping, and a ping sets last_ping, last_success and last_end to one instant.
         inc = self.incident
         data: dict[str, Any] = {"created_at": self.created_at.timestamp()}
-        for key, value in (("last_ping", self.last_ping), ("last_success", self.last_success),
-                           ("last_end", self.last_end), ("paused_until", self.paused_until),
-                           ("clock_from", self.clock_from)):
-            if value is not None:
-                data[key] = value.timestamp()
-        for key, number in (("failures", self.failures), ("successes", self.successes),
-                            ("incident_count", self.incident_count)):
-            if number:
-                data[key] = number
+        last_ping, last_success, last_end = self.last_ping, self.last_success, self.last_end
+        if last_ping is not None:
+            data["last_ping"] = ping_ts = last_ping.timestamp()
+        if last_success is not None:
+            data["last_success"] = success_ts = ping_ts if last_success is last_ping else last_success.timestamp()
+        if last_end is not None:
+            data["last_end"] = (ping_ts if last_end is last_ping else success_ts if last_end is last_success
+                                else last_end.timestamp())
+        if self.paused_until is not None:
+            data["paused_until"] = self.paused_until.timestamp()
+        if self.clock_from is not None:
+            data["clock_from"] = self.clock_from.timestamp()
+        if self.failures:
+            data["failures"] = self.failures
+        if self.successes:
+            data["successes"] = self.successes
+        if self.incident_count:
+            data["incident_count"] = self.incident_count
         if self.open_runs:
             data["open_runs"] = [[r.started_at.timestamp(), r.rid, r.hung] for r in self.open_runs]
         if inc is not None:
@@ -259,8 +270,8 @@ class MonitorState:
         )
 
 
-# MonitorState(...) without the frozen __init__'s cost (half of decoding a stored state),
-# for from_json; states are built everywhere else by MonitorState's own constructor.
+# MonitorState(...) without the frozen __init__'s cost (half of decoding a stored state):
+# from_json and the end of every step (transitions) build states with it.
 _new_state = frozen_builder(MonitorState)
 
 # Keys that a state without counts, open runs, incident or pause leaves out (to_json).
@@ -321,6 +332,12 @@ class Decision:
     alerts: tuple[Alert, ...] = ()
     run: RunInfo | None = None  # a run that ended with this event
     notes: tuple[Note, ...] = ()
+
+
+# The same for what a step builds on every ping (see frozen_builder: 2-3x faster).
+new_decision = frozen_builder(Decision)
+new_run_info = frozen_builder(RunInfo)
+new_ping = frozen_builder(Ping)
 
 
 def _iso(value: datetime | None) -> str | None:
