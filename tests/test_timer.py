@@ -244,3 +244,39 @@ async def test_a_plan_falling_due_is_committed_while_a_big_burst_is_still_being_
         assert daemon.states["crit"].incident.opened_at.timestamp() == pytest.approx(deadline, abs=RESOLUTION)
     finally:
         await daemon.stop()
+
+
+async def test_an_alert_planned_while_a_reload_removes_its_channel_is_given_up_not_left_pending(
+        tmp_path: Path) -> None:
+    """A ping whose alert is planned under the old config while a reload that removes
+    the alert's channel is under way: the row is given up with the channel's other
+    pending rows, not left pending for a worker that no longer exists (which /healthz
+    would report, after OUTBOX_STALE, as an alert waiting for ever)."""
+    from cronwarden.monitor import PingKind
+    from cronwarden.reload import apply_config
+
+    server = "server: {listen: '127.0.0.1:0', database: cw.db}\nmonitors:\n  job: {every: 1h}\n"
+    daemon = Daemon(parse_config(server + "defaults: {channels: [ops]}\n"
+                                 "channels:\n  ops: {type: webhook, url: 'http://127.0.0.1:9/'}\n",
+                                 tmp_path / "cronwarden.yaml"))
+    await daemon.start()
+    try:
+        load_monitors = daemon.store.load_monitors
+        pings = []
+
+        async def ping_meanwhile(names):  # type: ignore[no-untyped-def]
+            pings.append(asyncio.create_task(daemon.ping("job", PingKind.FAIL)))
+            await asyncio.sleep(0)  # the ping is planned under the config still in force
+            return await load_monitors(names)
+
+        daemon.store.load_monitors = ping_meanwhile  # type: ignore[method-assign]
+        await apply_config(daemon, parse_config(server + "defaults: {channels: [spare]}\n"
+                                                "channels:\n  spare: {type: log}\n", tmp_path / "cronwarden.yaml"))
+        await asyncio.gather(*pings)
+        rows = await daemon.store.fetchall("SELECT state, last_error FROM outbox WHERE channel = 'ops'")
+        assert [tuple(r) for r in rows] == [("dead", "channel removed")]
+        events = await daemon.store.fetchall("SELECT kind FROM incident_events ORDER BY id")
+        assert [e["kind"] for e in events][-1] == "delivery_failed"
+        assert await daemon.store.oldest_pending_outbox() is None
+    finally:
+        await daemon.stop()

@@ -98,12 +98,6 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
             log.warning("server.%s changed: restart the daemon for it to take effect", key)
     new = replace(new, server=_keep_bind(old.server, new.server))
     now = daemon.clock.now()
-    removed_channels = [name for name in old.channels if name not in new.channels]
-    if removed_channels:
-        given_up = await daemon.store.give_up_channels(removed_channels, now.timestamp())
-        if given_up:
-            log.warning("%d pending alert(s) for removed channel(s) %s were given up", given_up,
-                        ", ".join(removed_channels))
     statements: list[Statement] = []
     for name in list(daemon.states):
         if name not in new.monitors:
@@ -120,6 +114,17 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
     old_windows = daemon.windows
     daemon.adopt_config(new)
     await daemon.store.write(statements)
+    # Alerts planned under the old config are committed now (the writer takes writes in
+    # order), and none planned from here on goes to a removed channel: so the pending
+    # rows of those channels are all there to be given up, and no worker is left to send
+    # them. (Given up before the new config was in force, a ping planned meanwhile left
+    # its row pending for ever.)
+    removed_channels = [name for name in old.channels if name not in new.channels]
+    if removed_channels:
+        given_up = await daemon.store.give_up_channels(removed_channels, now.timestamp())
+        if given_up:
+            log.warning("%d pending alert(s) for removed channel(s) %s were given up", given_up,
+                        ", ".join(removed_channels))
     # A deadline depends on the monitor's config, its state and its maintenance windows:
     # only monitors where one of those changed are scheduled again.
     windows_changed = {name for name in old_windows.keys() | daemon.windows.keys()
