@@ -45,11 +45,14 @@ class Receiver:
     got: list[Received] = field(default_factory=list)
     status: int = 200
     event: asyncio.Event = field(default_factory=asyncio.Event)
+    delay: float = 0.0  # seconds between receiving a request (recorded at once) and answering it
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.got.append(Received(time.time(), body, dict(request.headers), request.query.get("ch", "")))
         self.event.set()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return web.Response(status=self.status, text="ok")
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> Received:

@@ -29,6 +29,8 @@ from cronwarden.delivery import ChannelWorker
 from cronwarden.monitor import PingKind
 from cronwarden.store import Store
 
+from conftest import Receiver
+
 
 class SteppedClock:
     """Wall-clock time the test moves by hand (retries fall due when it says so)."""
@@ -232,6 +234,40 @@ async def test_a_command_channel_gets_valid_json_for_metadata_with_nan(tmp_path:
             await asyncio.sleep(0.05)
         assert row["state"] == "sent"
         assert json.loads(seen.read_text())["run"]["metadata"] == {"rows": None}
+    finally:
+        await daemon.stop()
+
+
+async def test_a_reload_that_changes_a_channel_mid_delivery_sends_that_alert_once(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """The channel's worker is replaced by one with the new settings only once the
+    delivery under way is answered and recorded: cancelled mid-request, the alert
+    would stay pending and go out a second time from the new worker."""
+    from cronwarden.reload import apply_config
+
+    def config(timeout: str):  # type: ignore[no-untyped-def]
+        return parse_config(
+            "server: {listen: '127.0.0.1:0', database: cw.db}\n"
+            f"channels: {{hook: {{type: webhook, url: '{receiver.url}', timeout: {timeout}, group_window: 0}}}}\n"
+            "monitors: {a: {every: 1h, channels: [hook]}}\n", tmp_path / "c.yaml")
+
+    receiver.delay = 1.0
+    daemon = Daemon(config("10s"))
+    await daemon.start()
+    try:
+        await daemon.ping("a", PingKind.FAIL)
+        await receiver.wait_for(lambda body: body["event"] == "failed")  # received, not yet answered
+        await apply_config(daemon, config("20s"))
+        assert daemon.workers["hook"][0].channel.timeout == 20
+        deadline = time.monotonic() + 15
+        while (await daemon.store.fetchone("SELECT state FROM outbox"))["state"] != "sent":
+            assert time.monotonic() < deadline, "the alert was not recorded as sent"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # time for a second send, if there were one
+        assert receiver.events("a") == ["failed"]
+        await daemon.ping("a", PingKind.SUCCESS)  # the new worker sends what comes next
+        await receiver.wait_for(lambda body: body["event"] == "recovered")
+        assert receiver.events("a") == ["failed", "recovered"]
     finally:
         await daemon.stop()
 

@@ -41,7 +41,7 @@ from . import store as sql
 from .channels import sender_for
 from .channels.log import format_line
 from .config import Config, MonitorConfig
-from .delivery import ChannelWorker
+from .delivery import ChannelWorker, take_over
 from .monitor import Decision, Event, MonitorState, Tick
 from .ratelimit import RateLimiter
 from .store import Store, StoreError
@@ -536,14 +536,19 @@ class Daemon:
 
     def _sync_workers(self) -> None:
         assert self.session is not None
+        replaced: dict[str, tuple[ChannelWorker, asyncio.Task[None]]] = {}
         for name in list(self.workers):
             if self.config.channels.get(name) != self.workers[name][0].channel:
-                _, task = self.workers.pop(name)
-                task.cancel()  # an unfinished delivery stays pending for the new worker
+                old, task = self.workers.pop(name)
+                if name in self.config.channels:  # changed: the new worker waits for the old one's step
+                    old.retire()
+                    replaced[name] = (old, task)
+                else:
+                    task.cancel()  # removed (its pending rows are given up)
         for name, channel in self.config.channels.items():
             if name not in self.workers:
                 worker = ChannelWorker(self.store, channel, sender_for(channel.type), self.session, self.clock)
-                task = asyncio.create_task(worker.run(), name=f"cronwarden-channel-{name}")
+                task = asyncio.create_task(take_over(worker, replaced.get(name)), name=f"cronwarden-channel-{name}")
                 self.workers[name] = (worker, task)
 
     async def _stop_worker(self, name: str) -> None:

@@ -87,10 +87,17 @@ class ChannelWorker:
         self._fresh: list[dict[str, Any]] = []
         self._in_memory = False
         self._back_to_database = 0  # times _from_database() ran: an idle read older than that is stale
+        self._retired = False
 
     def offer(self, row: dict[str, Any]) -> None:
         """An outbox row of this channel that was just committed (payload as a dict)."""
         self._fresh.append(row)
+        self.wake.set()
+
+    def retire(self) -> None:
+        """Stop once the step under way is done (its deliveries answered and recorded):
+        a reload changed the channel, and a worker with the new settings takes over."""
+        self._retired = True
         self.wake.set()
 
     def poke(self) -> None:
@@ -222,12 +229,12 @@ class ChannelWorker:
     # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        while True:
+        while not self._retired:
             try:
                 worked = await self.step()
             except StoreError:
                 worked = False
-            if worked:
+            if worked or self._retired:
                 continue
             self.wake.clear()
             if self._in_memory:
@@ -250,3 +257,18 @@ class ChannelWorker:
                 await asyncio.wait_for(self.wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+
+
+async def take_over(worker: ChannelWorker, previous: tuple[ChannelWorker, "asyncio.Task[None]"] | None) -> None:
+    """Run `worker` once `previous`, the worker it replaces (retired), has finished its
+    step: an alert being sent is answered and recorded, not cancelled mid-request and
+    sent again by `worker`. A step that outlasts the old settings' timeout (plus a
+    margin) is cancelled, its rows left pending for `worker`."""
+    if previous is not None:
+        old, task = previous
+        try:
+            await asyncio.wait({task}, timeout=old.channel.timeout + 10.0)
+        finally:
+            if not task.done():
+                task.cancel()
+    await worker.run()
