@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cronwarden import crontab
+from cronwarden import crontab, jobcommand
 from cronwarden.config import parse_config
 from cronwarden.schedule import validate_cron
 
@@ -270,15 +270,15 @@ def test_yaml_quotes_names_yaml_would_misread(tmp_path: Path) -> None:
 
 
 def test_split_percent_follows_cron() -> None:
-    assert crontab.split_percent("echo a") == ("echo a", "")
-    assert crontab.split_percent("cat%a%b") == ("cat", "%a%b")
-    assert crontab.split_percent(r"date +\%F%in") == (r"date +\%F", "%in")
-    assert crontab.split_percent("echo \\\\%in") == ("echo \\\\", "%in")  # \\ then an unescaped %
-    assert crontab.unescape_percent(r"date +\%F \n \\") == r"date +%F \n \\"
+    assert jobcommand.split_percent("echo a") == ("echo a", "")
+    assert jobcommand.split_percent("cat%a%b") == ("cat", "%a%b")
+    assert jobcommand.split_percent(r"date +\%F%in") == (r"date +\%F", "%in")
+    assert jobcommand.split_percent("echo \\\\%in") == ("echo \\\\", "%in")  # \\ then an unescaped %
+    assert jobcommand.unescape_percent(r"date +\%F \n \\") == r"date +%F \n \\"
     for command in (r"a\%b%c", "x%", r"\\%y", "plain", "tail\\"):
-        head, tail = crontab.split_percent(command)
+        head, tail = jobcommand.split_percent(command)
         assert head + tail == command
-        assert (crontab.unescape_percent(head), tail[1:] if tail else None) == cron_split(command)
+        assert (jobcommand.unescape_percent(head), tail[1:] if tail else None) == cron_split(command)
 
 
 @pytest.mark.parametrize("command, shell", [
@@ -289,7 +289,7 @@ def test_split_percent_follows_cron() -> None:
     ("echo 'unbalanced", True), ("if true; then a; fi", True),
 ])
 def test_needs_shell(command: str, shell: bool) -> None:
-    assert crontab.needs_shell(command) is shell
+    assert jobcommand.needs_shell(command) is shell
 
 
 @pytest.mark.parametrize("command, name", [
@@ -314,16 +314,16 @@ def test_needs_shell(command: str, shell: bool) -> None:
     (": nothing", "job"),
 ])
 def test_program_name(command: str, name: str) -> None:
-    assert crontab.program_name(command) == name
+    assert jobcommand.program_name(command) == name
     assert crontab.SLUG.fullmatch(name)
 
 
 def test_unique_names_and_slugs() -> None:
     used: set[str] = set()
-    assert [crontab.unique_name("backup", used) for _ in range(3)] == ["backup", "backup-2", "backup-3"]
-    assert crontab.slugify("--Über Script!!") == "ber-script"
-    assert crontab.slugify("...") == "job"
-    assert len(crontab.slugify("x" * 200)) == crontab.MAX_SLUG
+    assert [jobcommand.unique_name("backup", used) for _ in range(3)] == ["backup", "backup-2", "backup-3"]
+    assert jobcommand.slugify("--Über Script!!") == "ber-script"
+    assert jobcommand.slugify("...") == "job"
+    assert len(jobcommand.slugify("x" * 200)) == jobcommand.MAX_SLUG
 
 
 @pytest.mark.parametrize("cron, grace", [
