@@ -50,6 +50,27 @@ async def test_healthz_is_503_with_the_reason_when_the_timer_is_dead(tmp_path: P
         await d.stop()
 
 
+async def test_a_planned_tick_left_waiting_past_its_deadline_counts_as_the_timer_behind(tmp_path: Path) -> None:
+    """The timer takes deadlines off the wheel a second early and plans them; a timer
+    wedged with plans past due is behind even when the wheel itself holds nothing due."""
+    from datetime import timedelta
+
+    config = parse_config("server: {listen: '127.0.0.1:0', database: cw.db}\nmonitors: {a: {every: 1h}}\n",
+                          tmp_path / "c.yaml")
+    d = Daemon(config)
+    await d.start()
+    try:
+        assert d._timer_task is not None
+        d._timer_task.cancel()
+        await asyncio.gather(d._timer_task, return_exceptions=True)
+        d.wheel.cancel("a")
+        assert health.wheel_behind(d) == 0.0
+        d.ahead.add(d.plan_ahead("a", d.clock.now() - timedelta(seconds=30)))
+        assert 30 <= health.wheel_behind(d) < 40 and health.WHEEL_BEHIND < 30
+    finally:
+        await d.stop()
+
+
 async def test_healthz_answers_503_when_an_alert_waits_too_long(daemon: DaemonFactory, receiver: Receiver,
                                                                 monkeypatch) -> None:  # type: ignore[no-untyped-def]
     d = await daemon("server: {listen: '127.0.0.1:0', database: cw.db}\n"

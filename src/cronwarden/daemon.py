@@ -97,6 +97,7 @@ class Daemon:
         # per monitor: [pings, alerts] since start, for /metrics
         self.counters: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.wheel = TimerWheel()
+        self.ahead = timer.Ahead()  # Ticks the timer has taken off the wheel and planned (timer.py)
         self.stats = Stats()
         self.workers: dict[str, tuple[ChannelWorker, asyncio.Task[None]]] = {}
         self.session: aiohttp.ClientSession | None = None

@@ -25,11 +25,12 @@ OUTBOX_STALE = 600.0  # seconds an alert may wait for delivery before the daemon
 
 
 def wheel_behind(daemon: "Daemon") -> float:
-    """How long the earliest due deadline has been waiting (0 when none is due)."""
-    nxt = daemon.wheel.next_time()
-    if nxt is None:
+    """How long the earliest due deadline has been waiting (0 when none is due): on the
+    wheel, or taken off it and planned ahead (the timer's plans wait outside the wheel)."""
+    times = [t for t in (daemon.wheel.next_time(), daemon.ahead.next_time()) if t is not None]
+    if not times:
         return 0.0
-    return max(0.0, daemon.clock.time() - nxt)
+    return max(0.0, daemon.clock.time() - min(times))
 
 
 def alive(daemon: "Daemon") -> bool:

@@ -85,7 +85,7 @@ class Ahead:
 async def run(daemon: "Daemon") -> None:
     """Tick what is due, sleep until the next deadline, forever (cancelled at stop)."""
     offset = daemon.clock.time() - daemon.clock.monotonic()
-    ahead = Ahead()
+    ahead = daemon.ahead
     while True:
         now_ts = daemon.clock.time()
         new_offset = now_ts - daemon.clock.monotonic()
