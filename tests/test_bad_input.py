@@ -118,3 +118,43 @@ async def test_another_sites_page_cannot_post_to_the_api_or_the_dashboard(daemon
     assert (await d.api("monitors/job"))["status"] != "paused"
     status, _ = await d.request("POST", "/api/v1/monitors/job/pause", json={"for": "1h"})  # the CLI's way
     assert status == 200
+
+
+async def test_a_remote_client_past_rate_limit_gets_429_with_retry_after_and_nothing_recorded(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Pings from one non-loopback address beyond server.rate_burst, faster than
+    server.rate_limit, are answered 429 with Retry-After and a one-line reason, and
+    are not recorded; other addresses and the box's own jobs go on. (Tests talk only
+    to 127.0.0.1, which is never limited: the server in front of the daemon's ping
+    handler gives each request the remote address the test names.)"""
+    import aiohttp
+    from aiohttp import web
+
+    from conftest import local_app
+    from cronwarden.config import parse_config
+    from cronwarden.daemon import Daemon
+    from cronwarden.http import answer_ping
+
+    d = Daemon(parse_config("server: {listen: '127.0.0.1:0', database: cw.db, rate_limit: 1, rate_burst: 3}\n"
+                            "monitors: {job: {every: 1h}}\n", tmp_path / "c.yaml"))
+    await d.start()
+
+    async def as_remote(request: web.Request) -> web.StreamResponse:
+        return await answer_ping(d, request.clone(remote=request.query["from"]), request.match_info["tail"])
+
+    app = web.Application()
+    app.router.add_get("/ping/{tail:.*}", as_remote)
+    try:
+        async with local_app(app) as port, aiohttp.ClientSession() as session:
+            async def ping(remote: str) -> tuple[int, str, str | None]:
+                async with session.get(f"http://127.0.0.1:{port}/ping/job", params={"from": remote}) as resp:
+                    return resp.status, await resp.text(), resp.headers.get("Retry-After")
+
+            assert [await ping("192.0.2.7") for _ in range(3)] == [(200, "OK", None)] * 3
+            status, text, retry_after = await ping("192.0.2.7")
+            assert status == 429 and retry_after is not None and int(retry_after) >= 1
+            assert text == "too many pings from 192.0.2.7: at most 1/s (server.rate_limit)\n"
+            assert (await ping("192.0.2.8"))[0] == 200 and (await ping("127.0.0.1"))[0] == 200
+            assert await d.store.ping_count("job") == 5
+    finally:
+        await d.stop()
