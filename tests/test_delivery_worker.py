@@ -147,8 +147,11 @@ async def test_offered_rows_go_out_in_incident_order_and_are_recorded(outbox: Ou
     order = [alert["id"] for alert in outbox.got]
     assert order.index(trigger) < order.index(resolve)
     assert sorted(order) == [trigger, resolve, other]
-    await outbox.wait_for(lambda: outbox.worker._in_memory)
-    assert await outbox.states() == {trigger: "sent", resolve: "sent", other: "sent"}
+    # The receiver has the last request before the worker has recorded its answer.
+    deadline = time.monotonic() + 10
+    while (states := await outbox.states()) != {trigger: "sent", resolve: "sent", other: "sent"}:
+        assert time.monotonic() < deadline, states
+        await asyncio.sleep(0.02)
 
 
 async def test_a_failed_row_holds_back_the_later_rows_of_its_incident(outbox: Outbox) -> None:
@@ -268,6 +271,72 @@ async def test_a_reload_that_changes_a_channel_mid_delivery_sends_that_alert_onc
         await daemon.ping("a", PingKind.SUCCESS)  # the new worker sends what comes next
         await receiver.wait_for(lambda body: body["event"] == "recovered")
         assert receiver.events("a") == ["failed", "recovered"]
+    finally:
+        await daemon.stop()
+
+
+async def test_a_retired_worker_finishes_the_alert_it_is_sending_and_leaves_the_rest_to_its_successor(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """Several alerts due at once, sent one at a time: a reload that changes the channel
+    lets the old worker finish the request under way, and the new worker sends the
+    others; each arrives once. (The channel's URL carries which settings sent it.)"""
+    from cronwarden.reload import apply_config
+
+    names = [f"m{i}" for i in range(5)]
+
+    def config(which: str):  # type: ignore[no-untyped-def]
+        return parse_config(
+            "server: {listen: '127.0.0.1:0', database: cw.db}\n"
+            f"channels: {{hook: {{type: webhook, url: '{receiver.url}?ch={which}', timeout: 5,"
+            " group_window: 0, concurrency: 1}}\n"
+            "monitors: {" + ", ".join(f"{n}: {{every: 1h, channels: [hook]}}" for n in names) + "}\n",
+            tmp_path / "c.yaml")
+
+    receiver.delay = 0.5
+    daemon = Daemon(config("old"))
+    await daemon.start()
+    try:
+        await asyncio.gather(*(daemon.ping(n, PingKind.FAIL) for n in names))
+        await receiver.wait_for(lambda body: body["event"] == "failed")  # the first one, not yet answered
+        await apply_config(daemon, config("new"))
+        deadline = time.monotonic() + 20
+        while [r["state"] for r in await daemon.store.fetchall("SELECT state FROM outbox")] != ["sent"] * 5:
+            assert time.monotonic() < deadline, "not every alert was recorded as sent"
+            await asyncio.sleep(0.05)
+        assert sorted(g.body["monitor"] for g in receiver.got) == names  # each once
+        assert [g.url_channel for g in receiver.got] == ["old"] + ["new"] * 4
+    finally:
+        await daemon.stop()
+
+
+async def test_a_removed_channels_failed_attempt_does_not_bring_its_given_up_alert_back(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """A reload removes a channel while its alert is in flight and about to fail, and
+    the give-up's commit is slow: the alert stays given up (dead), not pending again
+    for a worker that no longer exists."""
+    from cronwarden.reload import apply_config
+
+    base = "server: {listen: '127.0.0.1:0', database: cw.db}\nmonitors: {a: {every: 1h}}\n"
+    daemon = Daemon(parse_config(
+        base + "defaults: {channels: [ops]}\n"
+        f"channels: {{ops: {{type: webhook, url: '{receiver.url}', group_window: 0}}}}\n", tmp_path / "c.yaml"))
+    receiver.status, receiver.delay = 500, 0.5
+    await daemon.start()
+    try:
+        in_thread = daemon.store._in_thread
+
+        async def slow_give_up_commit(fn, grouped, counted):  # type: ignore[no-untyped-def]
+            if any("channel removed" in sql for sql in grouped):
+                await asyncio.sleep(1.0)  # a commit taking a second (a slow disk, another writer)
+            return await in_thread(fn, grouped, counted)
+
+        daemon.store._in_thread = slow_give_up_commit  # type: ignore[method-assign]
+        await daemon.ping("a", PingKind.FAIL)
+        await receiver.wait_for(lambda body: body["event"] == "failed")  # in flight: answered 500 in 0.5 s
+        await apply_config(daemon, parse_config(base + "channels: {spare: {type: log}}\n", tmp_path / "c.yaml"))
+        await asyncio.sleep(1.0)
+        rows = await daemon.store.fetchall("SELECT state FROM outbox WHERE channel = 'ops'")
+        assert [r["state"] for r in rows] == ["dead"]
     finally:
         await daemon.stop()
 

@@ -41,7 +41,7 @@ from . import store as sql
 from .channels import sender_for
 from .channels.log import format_line
 from .config import Config, MonitorConfig
-from .delivery import ChannelWorker, take_over
+from .delivery import ChannelWorker, take_over, worker_tasks
 from .monitor import Decision, Event, MonitorState, Tick
 from .ratelimit import RateLimiter
 from .store import Store, StoreError
@@ -176,7 +176,7 @@ class Daemon:
                 await asyncio.gather(task, return_exceptions=True)
         self._timer_task = self._retention_task = self._heartbeat_task = self._watchdog_task = None
         for name in list(self.workers):
-            await self._stop_worker(name)
+            await self.stop_worker(name)
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -544,17 +544,22 @@ class Daemon:
                 if name in self.config.channels:  # changed: the new worker waits for the old one's step
                     old.retire()
                     replaced[name] = (old, task)
-                else:
-                    task.cancel()  # removed (its pending rows are given up)
+                else:  # removed (its pending rows are given up)
+                    for stale in worker_tasks(old, task):
+                        stale.cancel()
         for name, channel in self.config.channels.items():
             if name not in self.workers:
                 worker = ChannelWorker(self.store, channel, sender_for(channel.type), self.session, self.clock)
-                task = asyncio.create_task(take_over(worker, replaced.get(name)), name=f"cronwarden-channel-{name}")
+                worker.predecessor = replaced.get(name)
+                task = asyncio.create_task(take_over(worker), name=f"cronwarden-channel-{name}")
                 self.workers[name] = (worker, task)
 
-    async def _stop_worker(self, name: str) -> None:
+    async def stop_worker(self, name: str) -> None:
+        """Stop channel `name`'s worker, and any it replaced that is still finishing."""
         entry = self.workers.pop(name, None)
         if entry:
-            entry[1].cancel()
-            await asyncio.gather(entry[1], return_exceptions=True)
+            tasks = worker_tasks(*entry)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 

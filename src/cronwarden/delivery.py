@@ -88,6 +88,9 @@ class ChannelWorker:
         self._in_memory = False
         self._back_to_database = 0  # times _from_database() ran: an idle read older than that is stale
         self._retired = False
+        # The worker this one replaces (retired by a reload) and its task: this one starts
+        # when that one is done (take_over).
+        self.predecessor: tuple[ChannelWorker, asyncio.Task[None]] | None = None
 
     def offer(self, row: dict[str, Any]) -> None:
         """An outbox row of this channel that was just committed (payload as a dict)."""
@@ -158,7 +161,8 @@ class ChannelWorker:
 
     async def _limited(self, rows: list[Row]) -> None:
         async with self._limit:
-            await self.deliver(rows)
+            if not self._retired:  # retired meanwhile: the rows stay pending for the next worker
+                await self.deliver(rows)
 
     async def deliver(self, rows: list[Row]) -> None:
         """One attempt at sending `rows` (one alert, or a digest of several)."""
@@ -259,16 +263,28 @@ class ChannelWorker:
                 pass
 
 
-async def take_over(worker: ChannelWorker, previous: tuple[ChannelWorker, "asyncio.Task[None]"] | None) -> None:
-    """Run `worker` once `previous`, the worker it replaces (retired), has finished its
-    step: an alert being sent is answered and recorded, not cancelled mid-request and
-    sent again by `worker`. A step that outlasts the old settings' timeout (plus a
-    margin) is cancelled, its rows left pending for `worker`."""
-    if previous is not None:
-        old, task = previous
+async def take_over(worker: ChannelWorker) -> None:
+    """Run `worker` once its predecessor, the worker it replaces (retired), has finished
+    the deliveries under way: an alert being sent is answered and recorded, not cancelled
+    mid-request and sent again by `worker` (deliveries the predecessor had not started
+    are left pending). One that outlasts the old settings' timeout (plus a margin) is
+    cancelled, its row left pending for `worker`."""
+    if worker.predecessor is not None:
+        old, task = worker.predecessor
         try:
             await asyncio.wait({task}, timeout=old.channel.timeout + 10.0)
         finally:
-            if not task.done():
-                task.cancel()
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        worker.predecessor = None
     await worker.run()
+
+
+def worker_tasks(worker: ChannelWorker, task: "asyncio.Task[None]") -> list["asyncio.Task[None]"]:
+    """`task` and the tasks of the workers it is still waiting for (newest first): what
+    stopping a channel's worker must cancel."""
+    tasks = [task]
+    while worker.predecessor is not None:
+        worker, task = worker.predecessor
+        tasks.append(task)
+    return tasks

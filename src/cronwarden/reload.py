@@ -120,6 +120,8 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
     # them. (Given up before the new config was in force, a ping planned meanwhile left
     # its row pending for ever.)
     removed_channels = [name for name in old.channels if name not in new.channels]
+    for name in removed_channels:
+        await daemon.stop_worker(name)  # no attempt of theirs is recorded after the give-up
     if removed_channels:
         given_up = await daemon.store.give_up_channels(removed_channels, now.timestamp())
         if given_up:

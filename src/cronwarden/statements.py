@@ -93,12 +93,14 @@ def insert_outbox(oid: int, channel: str, monitor: str, incident_id: int | None,
 def record_attempt(aid: int, outbox_id: int, at: float, ok: bool, status: int | None, error: str | None,
                    answer: str | None, duration_ms: float, final_state: str,
                    next_attempt_at: float | None) -> list[Statement]:
+    """The attempt, and the row's new state. Only a pending row changes: one given up
+    meanwhile (its channel removed by a reload) or already sent stays as it is."""
     return [
         ("INSERT INTO delivery_attempts (id, outbox_id, at, ok, status, error, answer, duration_ms)"
          " VALUES (?,?,?,?,?,?,?,?)", (aid, outbox_id, at, int(ok), status, error, answer or None, duration_ms)),
         ("UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
          " next_attempt_at = COALESCE(?, next_attempt_at), sent_at = CASE WHEN ? THEN ? ELSE sent_at END"
-         " WHERE id = ?", (final_state, error, next_attempt_at, int(ok), at, outbox_id)),
+         " WHERE id = ? AND state = 'pending'", (final_state, error, next_attempt_at, int(ok), at, outbox_id)),
     ]
 
 
