@@ -166,6 +166,22 @@ async def test_an_incident_opened_and_closed_in_one_group_commit_ends_closed(tmp
         await store.close()
 
 
+async def test_incidents_are_listed_newest_first_by_when_they_opened(tmp_path: Path) -> None:
+    """A Tick planned ahead takes its incident's id before the incident opens: an
+    incident with a lower id may have opened later, and is listed first."""
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        await store.write([sql.upsert_incident(1, "planned", 1, "missed", "warning", "s", 20.5, None),
+                           sql.upsert_incident(2, "pinged", 1, "failed", "warning", "s", 20.2, None),
+                           sql.upsert_incident(3, "pinged", 2, "failed", "warning", "s", 30.0, 31.0)])
+        assert [r["id"] for r in await store.incidents()] == [3, 1, 2]
+        assert [r["id"] for r in await store.incidents("pinged")] == [3, 2]
+        assert [r["id"] for r in await store.incidents(open_only=True, limit=1)] == [1]
+    finally:
+        await store.close()
+
+
 async def test_the_next_delivery_time_ignores_rows_waiting_behind_an_earlier_one(tmp_path: Path) -> None:
     """A recovery queued behind its trigger (in backoff) is not due before the trigger:
     counting it made the delivery worker spin until the trigger's retry."""

@@ -327,7 +327,10 @@ class Store:
         if open_only:
             where.append("closed_at IS NULL")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        return await self.fetchall(f"SELECT * FROM incidents{clause} ORDER BY id DESC LIMIT ?", (*params, limit))
+        # Newest first by when they opened: a Tick planned ahead (timer.py) takes its
+        # incident's id up to a second before the incident opens, so ids alone may not say.
+        return await self.fetchall(f"SELECT * FROM incidents{clause} ORDER BY opened_at DESC, id DESC LIMIT ?",
+                                   (*params, limit))
 
     async def incident(self, incident_id: int) -> sqlite3.Row | None:
         return await self.fetchone("SELECT * FROM incidents WHERE id = ?", (incident_id,))
