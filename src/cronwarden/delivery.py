@@ -26,6 +26,10 @@ nothing failed since), it sends those from memory instead of reading them
 back: the query and the decoding of a burst's payloads cost more than the rest
 of the way to the channel. Anything else (a failure left rows pending, rows
 committed without an offer, a new worker) sends it back to reading the outbox.
+
+A reload that changes a channel retires its worker (:meth:`ChannelWorker.retire`):
+it finishes the requests under way and starts no other, and the worker with the new
+settings starts once it is done (:func:`take_over`), so no alert goes out twice.
 """
 
 from __future__ import annotations
@@ -98,8 +102,9 @@ class ChannelWorker:
         self.wake.set()
 
     def retire(self) -> None:
-        """Stop once the step under way is done (its deliveries answered and recorded):
-        a reload changed the channel, and a worker with the new settings takes over."""
+        """Stop once the deliveries under way are answered and recorded, starting no
+        other (those rows stay pending): a reload changed the channel, and a worker with
+        the new settings takes over (take_over)."""
         self._retired = True
         self.wake.set()
 
