@@ -309,6 +309,67 @@ async def test_a_retired_worker_finishes_the_alert_it_is_sending_and_leaves_the_
         await daemon.stop()
 
 
+async def test_two_quick_reloads_wait_for_a_request_of_the_first_settings_however_short_the_second(
+        tmp_path: Path, receiver: Receiver, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Reloads change a channel twice while a request of the first settings (timeout 5 s)
+    is under way: the third worker waits for it by the longest timeout of the workers it
+    replaces, not by the middle one's (1 s), which would cut the request off and send the
+    alert again."""
+    from cronwarden import delivery
+    from cronwarden.reload import apply_config
+
+    monkeypatch.setattr(delivery, "FINISH_MARGIN", 0.5)
+
+    def config(timeout: str):  # type: ignore[no-untyped-def]
+        return parse_config(
+            "server: {listen: '127.0.0.1:0', database: cw.db}\n"
+            f"channels: {{hook: {{type: webhook, url: '{receiver.url}', timeout: {timeout}, group_window: 0}}}}\n"
+            "monitors: {a: {every: 1h, channels: [hook]}}\n", tmp_path / "c.yaml")
+
+    receiver.delay = 2.5
+    daemon = Daemon(config("5s"))
+    await daemon.start()
+    try:
+        await daemon.ping("a", PingKind.FAIL)
+        await receiver.wait_for(lambda body: body["event"] == "failed")
+        await apply_config(daemon, config("1s"))
+        await asyncio.sleep(0.2)
+        await apply_config(daemon, config("2s"))
+        deadline = time.monotonic() + 15
+        while (await daemon.store.fetchone("SELECT state FROM outbox"))["state"] != "sent":
+            assert time.monotonic() < deadline, "the alert was not recorded as sent"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # time for a second send, if there were one
+        assert receiver.events("a") == ["failed"]
+        assert (await daemon.store.fetchone("SELECT attempts FROM outbox"))["attempts"] == 1
+    finally:
+        await daemon.stop()
+
+
+async def test_a_removed_channels_alert_answered_during_the_reload_is_recorded_sent(
+        tmp_path: Path, receiver: Receiver) -> None:
+    """The request under way when a reload removes its channel is let finish: answered
+    200, the alert is sent, not given up."""
+    from cronwarden.reload import apply_config
+
+    base = "server: {listen: '127.0.0.1:0', database: cw.db}\nmonitors: {a: {every: 1h}}\n"
+    daemon = Daemon(parse_config(
+        base + "defaults: {channels: [ops]}\n"
+        f"channels: {{ops: {{type: webhook, url: '{receiver.url}', group_window: 0}}}}\n", tmp_path / "c.yaml"))
+    receiver.delay = 1.0
+    await daemon.start()
+    try:
+        await daemon.ping("a", PingKind.FAIL)
+        await receiver.wait_for(lambda body: body["event"] == "failed")  # in flight: answered 200 in 1 s
+        await apply_config(daemon, parse_config(base + "channels: {spare: {type: log}}\n", tmp_path / "c.yaml"))
+        rows = await daemon.store.fetchall("SELECT state FROM outbox WHERE channel = 'ops'")
+        assert [r["state"] for r in rows] == ["sent"]
+        events = await daemon.store.fetchall("SELECT kind FROM incident_events")
+        assert "delivery_failed" not in [e["kind"] for e in events]
+    finally:
+        await daemon.stop()
+
+
 async def test_a_removed_channels_failed_attempt_does_not_bring_its_given_up_alert_back(
         tmp_path: Path, receiver: Receiver) -> None:
     """A reload removes a channel while its alert is in flight and about to fail, and

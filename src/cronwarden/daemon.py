@@ -35,7 +35,9 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions
+from . import (
+    acklinks, alerts, delivery, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions,
+)
 from .adopt import Adopter, recover
 from . import store as sql
 from .channels import sender_for
@@ -554,12 +556,17 @@ class Daemon:
                 task = asyncio.create_task(take_over(worker), name=f"cronwarden-channel-{name}")
                 self.workers[name] = (worker, task)
 
-    async def stop_worker(self, name: str) -> None:
-        """Stop channel `name`'s worker, and any it replaced that is still finishing."""
+    async def stop_worker(self, name: str, finish: bool = False) -> None:
+        """Stop channel `name`'s worker, and any it replaced that is still finishing: at
+        once, or (`finish`) once the requests under way are answered and recorded."""
         entry = self.workers.pop(name, None)
-        if entry:
-            tasks = worker_tasks(*entry)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if entry is None:
+            return
+        if finish:
+            await delivery.finish(*entry)
+            return
+        tasks = worker_tasks(*entry)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 

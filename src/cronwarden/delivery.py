@@ -29,7 +29,8 @@ committed without an offer, a new worker) sends it back to reading the outbox.
 
 A reload that changes a channel retires its worker (:meth:`ChannelWorker.retire`):
 it finishes the requests under way and starts no other, and the worker with the new
-settings starts once it is done (:func:`take_over`), so no alert goes out twice.
+settings starts once it is done (:func:`take_over`), so no alert goes out twice. A
+removed channel's worker finishes the same way before its pending rows are given up.
 """
 
 from __future__ import annotations
@@ -268,28 +269,45 @@ class ChannelWorker:
                 pass
 
 
+FINISH_MARGIN = 10.0  # seconds past its timeout a retired worker's request may take before it is cut off
+
+
 async def take_over(worker: ChannelWorker) -> None:
-    """Run `worker` once its predecessor, the worker it replaces (retired), has finished
-    the deliveries under way: an alert being sent is answered and recorded, not cancelled
-    mid-request and sent again by `worker` (deliveries the predecessor had not started
-    are left pending). One that outlasts the old settings' timeout (plus a margin) is
-    cancelled, its row left pending for `worker`."""
+    """Run `worker` once the workers it replaces (retired) have finished the deliveries
+    under way: an alert being sent is answered and recorded, not cancelled mid-request
+    and sent again by `worker` (deliveries they had not started are left pending)."""
     if worker.predecessor is not None:
-        old, task = worker.predecessor
-        try:
-            await asyncio.wait({task}, timeout=old.channel.timeout + 10.0)
-        finally:
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await finish(*worker.predecessor)
         worker.predecessor = None
     await worker.run()
+
+
+async def finish(worker: ChannelWorker, task: "asyncio.Task[None]") -> None:
+    """Retire `worker` and those it replaced that are still finishing, and wait until they
+    are done; a request that outlasts the longest of their timeouts (plus FINISH_MARGIN)
+    is cut off, its row left pending. (The longest: a worker that replaced another waits
+    for it, so it may wait on a request of the older settings.)"""
+    chain = _chain(worker, task)
+    for retired, _ in chain:
+        retired.retire()
+    tasks = [t for _, t in chain]
+    try:
+        await asyncio.wait(tasks, timeout=max(w.channel.timeout for w, _ in chain) + FINISH_MARGIN)
+    finally:
+        for t in tasks:
+            t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def worker_tasks(worker: ChannelWorker, task: "asyncio.Task[None]") -> list["asyncio.Task[None]"]:
     """`task` and the tasks of the workers it is still waiting for (newest first): what
     stopping a channel's worker must cancel."""
-    tasks = [task]
+    return [t for _, t in _chain(worker, task)]
+
+
+def _chain(worker: ChannelWorker, task: "asyncio.Task[None]") -> list[tuple[ChannelWorker, "asyncio.Task[None]"]]:
+    chain = [(worker, task)]
     while worker.predecessor is not None:
         worker, task = worker.predecessor
-        tasks.append(task)
-    return tasks
+        chain.append((worker, task))
+    return chain

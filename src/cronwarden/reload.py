@@ -121,7 +121,9 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
     # its row pending for ever.)
     removed_channels = [name for name in old.channels if name not in new.channels]
     for name in removed_channels:
-        await daemon.stop_worker(name)  # no attempt of theirs is recorded after the give-up
+        # Their requests under way are answered and recorded first; no attempt of theirs
+        # is recorded after the give-up.
+        await daemon.stop_worker(name, finish=True)
     if removed_channels:
         given_up = await daemon.store.give_up_channels(removed_channels, now.timestamp())
         if given_up:
