@@ -35,9 +35,7 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import (
-    acklinks, alerts, delivery, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions,
-)
+from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions
 from .adopt import Adopter, recover
 from . import store as sql
 from .channels import sender_for
@@ -178,7 +176,7 @@ class Daemon:
                 await asyncio.gather(task, return_exceptions=True)
         self._timer_task = self._retention_task = self._heartbeat_task = self._watchdog_task = None
         for name in list(self.workers):
-            await self.stop_worker(name)
+            await self._stop_worker(name)
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -556,14 +554,10 @@ class Daemon:
                 task = asyncio.create_task(take_over(worker), name=f"cronwarden-channel-{name}")
                 self.workers[name] = (worker, task)
 
-    async def stop_worker(self, name: str, finish: bool = False) -> None:
-        """Stop channel `name`'s worker, and any it replaced that is still finishing: at
-        once, or (`finish`) once the requests under way are answered and recorded."""
+    async def _stop_worker(self, name: str) -> None:
+        """Stop channel `name`'s worker, and any it replaced that is still finishing."""
         entry = self.workers.pop(name, None)
         if entry is None:
-            return
-        if finish:
-            await delivery.finish(*entry)
             return
         tasks = worker_tasks(*entry)
         for task in tasks:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import delivery
 from . import store as sql
 from .adopt import Adopter
 from .config import Config, ConfigError, ServerConfig, parse_config
@@ -114,21 +115,6 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
     old_windows = daemon.windows
     daemon.adopt_config(new)
     await daemon.store.write(statements)
-    # Alerts planned under the old config are committed now (the writer takes writes in
-    # order), and none planned from here on goes to a removed channel: so the pending
-    # rows of those channels are all there to be given up, and no worker is left to send
-    # them. (Given up before the new config was in force, a ping planned meanwhile left
-    # its row pending for ever.)
-    removed_channels = [name for name in old.channels if name not in new.channels]
-    for name in removed_channels:
-        # Their requests under way are answered and recorded first; no attempt of theirs
-        # is recorded after the give-up.
-        await daemon.stop_worker(name, finish=True)
-    if removed_channels:
-        given_up = await daemon.store.give_up_channels(removed_channels, now.timestamp())
-        if given_up:
-            log.warning("%d pending alert(s) for removed channel(s) %s were given up", given_up,
-                        ", ".join(removed_channels))
     # A deadline depends on the monitor's config, its state and its maintenance windows:
     # only monitors where one of those changed are scheduled again.
     windows_changed = {name for name in old_windows.keys() | daemon.windows.keys()
@@ -136,9 +122,23 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
     for name in daemon.states:
         if name in windows_changed or old.monitors.get(name) != new.monitors[name]:
             daemon._schedule(name)
+    removed_channels = [name for name in old.channels if name not in new.channels]
+    removed_workers = [daemon.workers.pop(name) for name in removed_channels if name in daemon.workers]
     daemon._sync_workers()
     daemon.stats.reloads += 1
     log.info("configuration reloaded: %d monitors, %d channels", len(new.monitors), len(new.channels))
+    # Removed channels: their workers finish the requests under way (answered and
+    # recorded), then their pending rows are given up. Alerts planned under the old config
+    # are committed by now (the writer takes writes in order) and none planned since goes
+    # to a removed channel, so every such row is there to be given up, and no attempt is
+    # recorded after the give-up. (Given up before the new config was in force, a ping
+    # planned meanwhile left its row pending for ever.)
+    await asyncio.gather(*(delivery.finish(*entry) for entry in removed_workers))
+    if removed_channels:
+        given_up = await daemon.store.give_up_channels(removed_channels, now.timestamp())
+        if given_up:
+            log.warning("%d pending alert(s) for removed channel(s) %s were given up", given_up,
+                        ", ".join(removed_channels))
 
 
 def _keep_bind(old: ServerConfig, new: ServerConfig) -> ServerConfig:
