@@ -241,33 +241,56 @@ async def test_a_command_channel_gets_valid_json_for_metadata_with_nan(tmp_path:
         await daemon.stop()
 
 
-async def test_a_reload_that_changes_a_channel_mid_delivery_sends_that_alert_once(
-        tmp_path: Path, receiver: Receiver) -> None:
+def hook_config(tmp_path: Path, url: str, monitors: list[str], **settings: object):  # type: ignore[no-untyped-def]
+    """A config with one webhook channel `hook` (no storm control) for `monitors`."""
+    extra = "".join(f", {key}: {value}" for key, value in settings.items())
+    return parse_config(
+        "server: {listen: '127.0.0.1:0', database: cw.db}\n"
+        f"channels: {{hook: {{type: webhook, url: '{url}', group_window: 0{extra}}}}}\n"
+        "monitors: {" + ", ".join(f"{n}: {{every: 1h, channels: [hook]}}" for n in monitors) + "}\n",
+        tmp_path / "c.yaml")
+
+
+async def wait_all_sent(daemon: Daemon, rows: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while [r["state"] for r in await daemon.store.fetchall("SELECT state FROM outbox")] != ["sent"] * rows:
+        assert time.monotonic() < deadline, "not every alert was recorded as sent"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("timeouts, delay", [(["10s", "20s"], 1.0), (["5s", "1s", "2s"], 2.5)],
+                         ids=["one reload", "two quick reloads"])
+async def test_reloads_that_change_a_channel_mid_request_send_that_alert_once(
+        tmp_path: Path, receiver: Receiver, monkeypatch, timeouts: list[str],  # type: ignore[no-untyped-def]
+        delay: float) -> None:
     """The channel's worker is replaced by one with the new settings only once the
-    delivery under way is answered and recorded: cancelled mid-request, the alert
-    would stay pending and go out a second time from the new worker."""
+    request under way is answered and recorded: cancelled mid-request, the alert would
+    stay pending and go out a second time from the new worker. After two quick reloads,
+    the third worker waits by the longest timeout of the workers it replaces (5 s), not
+    by the middle one's (1 s), which would cut off the request of the first settings."""
+    from cronwarden import delivery
     from cronwarden.reload import apply_config
 
-    def config(timeout: str):  # type: ignore[no-untyped-def]
-        return parse_config(
-            "server: {listen: '127.0.0.1:0', database: cw.db}\n"
-            f"channels: {{hook: {{type: webhook, url: '{receiver.url}', timeout: {timeout}, group_window: 0}}}}\n"
-            "monitors: {a: {every: 1h, channels: [hook]}}\n", tmp_path / "c.yaml")
+    monkeypatch.setattr(delivery, "FINISH_MARGIN", 0.5)
 
-    receiver.delay = 1.0
-    daemon = Daemon(config("10s"))
+    def config(timeout: str):  # type: ignore[no-untyped-def]
+        return hook_config(tmp_path, receiver.url, ["a"], timeout=timeout)
+
+    receiver.delay = delay
+    daemon = Daemon(config(timeouts[0]))
     await daemon.start()
     try:
         await daemon.ping("a", PingKind.FAIL)
         await receiver.wait_for(lambda body: body["event"] == "failed")  # received, not yet answered
-        await apply_config(daemon, config("20s"))
-        assert daemon.workers["hook"][0].channel.timeout == 20
-        deadline = time.monotonic() + 15
-        while (await daemon.store.fetchone("SELECT state FROM outbox"))["state"] != "sent":
-            assert time.monotonic() < deadline, "the alert was not recorded as sent"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.5)  # time for a second send, if there were one
+        for timeout in timeouts[1:]:
+            await apply_config(daemon, config(timeout))
+            await asyncio.sleep(0.2)
+        assert f"{daemon.workers['hook'][0].channel.timeout:.0f}s" == timeouts[-1]
+        await wait_all_sent(daemon, 1)
+        await asyncio.sleep(1.0)  # time for a second send, if there were one
         assert receiver.events("a") == ["failed"]
+        assert (await daemon.store.fetchone("SELECT attempts FROM outbox"))["attempts"] == 1
+        receiver.delay = 0.0
         await daemon.ping("a", PingKind.SUCCESS)  # the new worker sends what comes next
         await receiver.wait_for(lambda body: body["event"] == "recovered")
         assert receiver.events("a") == ["failed", "recovered"]
@@ -285,12 +308,7 @@ async def test_a_retired_worker_finishes_the_alert_it_is_sending_and_leaves_the_
     names = [f"m{i}" for i in range(5)]
 
     def config(which: str):  # type: ignore[no-untyped-def]
-        return parse_config(
-            "server: {listen: '127.0.0.1:0', database: cw.db}\n"
-            f"channels: {{hook: {{type: webhook, url: '{receiver.url}?ch={which}', timeout: 5,"
-            " group_window: 0, concurrency: 1}}\n"
-            "monitors: {" + ", ".join(f"{n}: {{every: 1h, channels: [hook]}}" for n in names) + "}\n",
-            tmp_path / "c.yaml")
+        return hook_config(tmp_path, f"{receiver.url}?ch={which}", names, timeout=5, concurrency=1)
 
     receiver.delay = 0.5
     daemon = Daemon(config("old"))
@@ -299,49 +317,9 @@ async def test_a_retired_worker_finishes_the_alert_it_is_sending_and_leaves_the_
         await asyncio.gather(*(daemon.ping(n, PingKind.FAIL) for n in names))
         await receiver.wait_for(lambda body: body["event"] == "failed")  # the first one, not yet answered
         await apply_config(daemon, config("new"))
-        deadline = time.monotonic() + 20
-        while [r["state"] for r in await daemon.store.fetchall("SELECT state FROM outbox")] != ["sent"] * 5:
-            assert time.monotonic() < deadline, "not every alert was recorded as sent"
-            await asyncio.sleep(0.05)
+        await wait_all_sent(daemon, 5, timeout=20)
         assert sorted(g.body["monitor"] for g in receiver.got) == names  # each once
         assert [g.url_channel for g in receiver.got] == ["old"] + ["new"] * 4
-    finally:
-        await daemon.stop()
-
-
-async def test_two_quick_reloads_wait_for_a_request_of_the_first_settings_however_short_the_second(
-        tmp_path: Path, receiver: Receiver, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Reloads change a channel twice while a request of the first settings (timeout 5 s)
-    is under way: the third worker waits for it by the longest timeout of the workers it
-    replaces, not by the middle one's (1 s), which would cut the request off and send the
-    alert again."""
-    from cronwarden import delivery
-    from cronwarden.reload import apply_config
-
-    monkeypatch.setattr(delivery, "FINISH_MARGIN", 0.5)
-
-    def config(timeout: str):  # type: ignore[no-untyped-def]
-        return parse_config(
-            "server: {listen: '127.0.0.1:0', database: cw.db}\n"
-            f"channels: {{hook: {{type: webhook, url: '{receiver.url}', timeout: {timeout}, group_window: 0}}}}\n"
-            "monitors: {a: {every: 1h, channels: [hook]}}\n", tmp_path / "c.yaml")
-
-    receiver.delay = 2.5
-    daemon = Daemon(config("5s"))
-    await daemon.start()
-    try:
-        await daemon.ping("a", PingKind.FAIL)
-        await receiver.wait_for(lambda body: body["event"] == "failed")
-        await apply_config(daemon, config("1s"))
-        await asyncio.sleep(0.2)
-        await apply_config(daemon, config("2s"))
-        deadline = time.monotonic() + 15
-        while (await daemon.store.fetchone("SELECT state FROM outbox"))["state"] != "sent":
-            assert time.monotonic() < deadline, "the alert was not recorded as sent"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # time for a second send, if there were one
-        assert receiver.events("a") == ["failed"]
-        assert (await daemon.store.fetchone("SELECT attempts FROM outbox"))["attempts"] == 1
     finally:
         await daemon.stop()
 
