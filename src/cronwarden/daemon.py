@@ -35,16 +35,19 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from . import acklinks, alerts, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions
+from . import (
+    acklinks, alerts, delivery, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions,
+)
 from .adopt import Adopter, recover
 from . import store as sql
 from .channels import sender_for
 from .channels.log import format_line
-from .config import Config, MonitorConfig
-from .delivery import ChannelWorker, take_over, worker_tasks
+from .config import ChannelConfig, Config, MonitorConfig
+from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Tick
 from .ratelimit import RateLimiter
 from .store import Store, StoreError
+from .timer import Planned
 from .wheel import Clock, TimerWheel
 
 log = logging.getLogger("cronwarden")
@@ -67,21 +70,6 @@ class Stats:
     started_at: float = 0.0
     reloads: int = 0
     reload_errors: int = 0
-
-
-@dataclass(slots=True)
-class Planned:
-    """A Tick planned before its deadline (Daemon.plan_ahead), waiting for it."""
-
-    name: str
-    at: float  # the deadline, epoch seconds
-    now: datetime  # the deadline: the time the Tick was planned at
-    config: Config
-    inputs: tuple[MonitorState | None, ...]  # what the step read (Daemon._inputs)
-    incident_ids: dict[tuple[str, int], int]  # of the incident it opens, or the one open
-    decision: Decision
-    outcome: alerts.Outcome
-    follow: datetime | None  # the deadline after this Tick
 
 
 class Daemon:
@@ -176,7 +164,7 @@ class Daemon:
                 await asyncio.gather(task, return_exceptions=True)
         self._timer_task = self._retention_task = self._heartbeat_task = self._watchdog_task = None
         for name in list(self.workers):
-            await self._stop_worker(name)
+            await delivery.stop(*self.workers.pop(name))
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -535,32 +523,12 @@ class Daemon:
 
     # ------------------------------------------------------------ workers
 
-    def _sync_workers(self) -> None:
-        assert self.session is not None
-        replaced: dict[str, tuple[ChannelWorker, asyncio.Task[None]]] = {}
-        for name in list(self.workers):
-            if self.config.channels.get(name) != self.workers[name][0].channel:
-                old, task = self.workers.pop(name)
-                if name in self.config.channels:  # changed: the new worker waits for the old one's step
-                    old.retire()
-                    replaced[name] = (old, task)
-                else:  # removed (its pending rows are given up)
-                    for stale in worker_tasks(old, task):
-                        stale.cancel()
-        for name, channel in self.config.channels.items():
-            if name not in self.workers:
-                worker = ChannelWorker(self.store, channel, sender_for(channel.type), self.session, self.clock)
-                worker.predecessor = replaced.get(name)
-                task = asyncio.create_task(take_over(worker), name=f"cronwarden-channel-{name}")
-                self.workers[name] = (worker, task)
+    def _sync_workers(self) -> list[tuple[ChannelWorker, asyncio.Task[None]]]:
+        """Channel workers for the config in force (delivery.sync_workers); returns those of
+        removed channels, still running, for the caller to finish or stop."""
+        return delivery.sync_workers(self.workers, self.config.channels, self._new_worker)
 
-    async def _stop_worker(self, name: str) -> None:
-        """Stop channel `name`'s worker, and any it replaced that is still finishing."""
-        entry = self.workers.pop(name, None)
-        if entry is None:
-            return
-        tasks = worker_tasks(*entry)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _new_worker(self, channel: ChannelConfig) -> ChannelWorker:
+        assert self.session is not None
+        return ChannelWorker(self.store, channel, sender_for(channel.type), self.session, self.clock)
 

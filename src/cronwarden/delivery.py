@@ -39,7 +39,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import aiohttp
 
@@ -282,6 +282,34 @@ async def take_over(worker: ChannelWorker) -> None:
     await worker.run()
 
 
+Workers = dict[str, tuple[ChannelWorker, "asyncio.Task[None]"]]  # channel name -> worker and its task
+
+
+def sync_workers(workers: Workers, channels: Mapping[str, ChannelConfig],
+                 new_worker: Callable[[ChannelConfig], ChannelWorker],
+                 ) -> list[tuple[ChannelWorker, "asyncio.Task[None]"]]:
+    """Bring `workers` in line with `channels`: a new channel gets a worker; a changed
+    one gets a new worker, which takes over once the old one (retired) has finished
+    its requests under way (take_over). Returns the workers of removed channels, taken
+    out of `workers` and still running: the caller finishes or stops them."""
+    replaced: Workers = {}
+    removed = []
+    for name in list(workers):
+        if channels.get(name) != workers[name][0].channel:
+            old, task = workers.pop(name)
+            if name in channels:
+                old.retire()
+                replaced[name] = (old, task)
+            else:
+                removed.append((old, task))
+    for name, channel in channels.items():
+        if name not in workers:
+            worker = new_worker(channel)
+            worker.predecessor = replaced.get(name)
+            workers[name] = (worker, asyncio.create_task(take_over(worker), name=f"cronwarden-channel-{name}"))
+    return removed
+
+
 async def finish(worker: ChannelWorker, task: "asyncio.Task[None]") -> None:
     """Retire `worker` and those it replaced that are still finishing, and wait until they
     are done; a request that outlasts the longest of their timeouts (plus FINISH_MARGIN)
@@ -290,22 +318,24 @@ async def finish(worker: ChannelWorker, task: "asyncio.Task[None]") -> None:
     chain = _chain(worker, task)
     for retired, _ in chain:
         retired.retire()
-    tasks = [t for _, t in chain]
     try:
-        await asyncio.wait(tasks, timeout=max(w.channel.timeout for w, _ in chain) + FINISH_MARGIN)
+        grace = max(w.channel.timeout for w, _ in chain) + FINISH_MARGIN
+        await asyncio.wait([t for _, t in chain], timeout=grace)
     finally:
-        for t in tasks:
-            t.cancel()
+        await stop(worker, task)
+
+
+async def stop(worker: ChannelWorker, task: "asyncio.Task[None]") -> None:
+    """Stop `worker` at once, and the workers it replaced that are still finishing (an
+    unfinished delivery stays pending: retried by the next worker, or at the next start)."""
+    tasks = [t for _, t in _chain(worker, task)]
+    for t in tasks:
+        t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def worker_tasks(worker: ChannelWorker, task: "asyncio.Task[None]") -> list["asyncio.Task[None]"]:
-    """`task` and the tasks of the workers it is still waiting for (newest first): what
-    stopping a channel's worker must cancel."""
-    return [t for _, t in _chain(worker, task)]
-
-
 def _chain(worker: ChannelWorker, task: "asyncio.Task[None]") -> list[tuple[ChannelWorker, "asyncio.Task[None]"]]:
+    """`worker` and the workers it is still waiting for (newest first), with their tasks."""
     chain = [(worker, task)]
     while worker.predecessor is not None:
         worker, task = worker.predecessor

@@ -123,8 +123,7 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
         if name in windows_changed or old.monitors.get(name) != new.monitors[name]:
             daemon._schedule(name)
     removed_channels = [name for name in old.channels if name not in new.channels]
-    removed_workers = [daemon.workers.pop(name) for name in removed_channels if name in daemon.workers]
-    daemon._sync_workers()
+    removed_workers = daemon._sync_workers()
     daemon.stats.reloads += 1
     log.info("configuration reloaded: %d monitors, %d channels", len(new.monitors), len(new.channels))
     # Removed channels: their workers finish the requests under way (answered and

@@ -25,13 +25,18 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from itertools import count
 from typing import TYPE_CHECKING
 
 from .monitor import Tick
 
 if TYPE_CHECKING:
-    from .daemon import Daemon, Planned
+    from .alerts import Outcome
+    from .config import Config
+    from .daemon import Daemon
+    from .monitor import Decision, MonitorState
 
 log = logging.getLogger("cronwarden")
 
@@ -42,18 +47,33 @@ PLAN_CHUNK = 200  # Ticks planned ahead between two looks at the event loop
 INFLIGHT_RETRY = 0.05  # seconds before a monitor held by a commit is looked at again
 
 
+@dataclass(slots=True)
+class Planned:
+    """A Tick planned before its deadline (Daemon.plan_ahead), waiting for it."""
+
+    name: str
+    at: float  # the deadline, epoch seconds
+    now: datetime  # the deadline: the time the Tick was planned at
+    config: Config
+    inputs: tuple[MonitorState | None, ...]  # what the step read (Daemon._inputs)
+    incident_ids: dict[tuple[str, int], int]  # of the incident it opens, or the one open
+    decision: Decision
+    outcome: Outcome
+    follow: datetime | None  # the deadline after this Tick
+
+
 class Ahead:
     """Ticks planned ahead, waiting for their deadlines; the latest plan of a monitor counts."""
 
     def __init__(self) -> None:
-        self.by_name: dict[str, "Planned"] = {}
-        self._heap: list[tuple[float, int, "Planned"]] = []
+        self.by_name: dict[str, Planned] = {}
+        self._heap: list[tuple[float, int, Planned]] = []
         self._order = count()
 
     def __len__(self) -> int:
         return len(self.by_name)
 
-    def add(self, planned: "Planned") -> None:
+    def add(self, planned: Planned) -> None:
         self.by_name[planned.name] = planned
         heapq.heappush(self._heap, (planned.at, next(self._order), planned))
 
@@ -63,7 +83,7 @@ class Ahead:
             heapq.heappop(heap)  # replaced by a later plan of the same monitor
         return heap[0][0] if heap else None
 
-    def pop_due(self, now: float) -> list["Planned"]:
+    def pop_due(self, now: float) -> list[Planned]:
         """The plans whose deadline is at or before `now`, in deadline order."""
         heap, by_name = self._heap, self.by_name
         due = []
@@ -126,7 +146,7 @@ async def run(daemon: "Daemon") -> None:
         daemon._sleep_until = 0.0
 
 
-async def fire(daemon: "Daemon", ready: list["Planned"], names: list, ahead: Ahead) -> None:
+async def fire(daemon: "Daemon", ready: list[Planned], names: list, ahead: Ahead) -> None:
     """Commit the plans in `ready`, whose deadlines have come, and Tick every monitor of
     `names` that is due now, in one write; then plan ahead those of `names` falling due
     within LEAD. A plan that no longer holds is dropped and its monitor looked at like those
