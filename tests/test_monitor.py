@@ -279,6 +279,23 @@ def test_a_run_over_twice_the_p95_of_its_history_is_slow() -> None:
     assert run.state.incident is None  # a warning: the monitor stays up
 
 
+def test_a_slow_run_of_milliseconds_says_how_many() -> None:
+    run = Run(heartbeat())
+    run(START, 0)
+    alerts = run(OK, 0.25, history=[0.01] * 20)
+    assert [a.kind for a in alerts] == [AlertKind.SLOW]
+    assert "job took 250ms, longer than twice the p95 of the last 20 runs (20ms)" in alerts[0].summary
+
+
+@pytest.mark.parametrize("seconds, text", [(0.0, "0s"), (0.0004, "1ms"), (0.25, "250ms"), (0.9996, "1s"),
+                                           (2.5, "2.5s"), (9.96, "10s"), (42.4, "42s"), (60, "1m"),
+                                           (5400, "1h30m"), (90061, "1d1h1m1s")])
+def test_durations_in_alert_text(seconds: float, text: str) -> None:
+    from cronwarden.units import format_duration
+
+    assert format_duration(seconds) == text
+
+
 def test_the_automatic_slow_threshold_needs_ten_runs() -> None:
     run = Run(heartbeat())
     run(START, 0)
