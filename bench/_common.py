@@ -190,10 +190,13 @@ def start_process(argv: list[str], log_path: Path, *, cpus: set[int] | None = No
 
 
 def start_daemon(config: Path, *, cpus: set[int] | None = None, timeout: float = 180.0,
-                 log_name: str = "daemon.log", on_spawn=None, gc_log: bool = False) -> Proc:
-    """`python -m cronwarden serve`; with `gc_log`, through _gcwatch.py (GC pauses logged)."""
+                 log_name: str = "daemon.log", on_spawn=None, gc_log: bool = False,
+                 wrapper: str | None = None) -> Proc:
+    """`python -m cronwarden serve`; with `gc_log`, through _gcwatch.py (GC pauses logged);
+    with `wrapper`, through that script of bench/ (e.g. _nodb.py)."""
     env = child_env()
-    entry = [str(Path(__file__).resolve().parent / "_gcwatch.py")] if gc_log else ["-m", "cronwarden"]
+    wrapper = "_gcwatch.py" if gc_log else wrapper
+    entry = [str(Path(__file__).resolve().parent / wrapper)] if wrapper else ["-m", "cronwarden"]
     return start_process([PYTHON, *entry, "serve", "--config", str(config)],
                          config.parent / log_name, cpus=cpus, timeout=timeout, env=env,
                          on_spawn=on_spawn)
@@ -251,6 +254,17 @@ def healthz(proc: Proc) -> dict:
     return json.loads(body)
 
 
+def metric(proc: Proc, name: str) -> float | None:
+    """One unlabelled sample from the daemon's /metrics (None from a server without it)."""
+    status, body = http_get(proc.url + "/metrics")
+    if status != 200:
+        return None
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 # ------------------------------------------------------------------ /proc
 
 
@@ -269,6 +283,14 @@ def cpu_split(pid: int) -> tuple[float, float]:
     fields = data[data.rindex(")") + 2:].split()
     # fields[0] is field 3 (state); utime, stime are fields 14, 15
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def main_thread_cpu(pid: int) -> float:
+    """utime + stime of the process's main thread (the daemon's event loop), in seconds."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def cpu_seconds(pid: int) -> float:

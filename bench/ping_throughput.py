@@ -21,6 +21,12 @@ ends of the runs it left open, so that no run spans the pause before the next
 run (a run that long is "slow" to a monitor whose history holds short ones).
 The script reports the alerts raised, if any.
 
+``--floor`` adds a third server on the same core: the daemon run through
+``_nodb.py``, which answers a ping after the same HTTP path, state machine and
+statements but without its commit (nothing stored). Its ratio is the ceiling
+for durable pings on this Python path; the gap between it and the daemon is
+what durability costs (SQLite, its thread, the fsyncs).
+
 Modes: ``keepalive`` (one connection carries many pings) and ``close`` (a new
 TCP connection per ping, ``Connection: close``, as ``curl`` in a crontab does).
 
@@ -32,6 +38,7 @@ the client's ceiling).
     .venv/bin/python bench/ping_throughput.py                      # ~1.5 minutes
     .venv/bin/python bench/ping_throughput.py --duration 20 --rounds 3
     .venv/bin/python bench/ping_throughput.py --py-spy /tmp/ping.txt  # + profile
+    .venv/bin/python bench/ping_throughput.py --floor              # + the daemon without its commit
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import re
 import resource
 import shutil
@@ -137,7 +145,7 @@ class LoadGen:
             result = self._python(url, label, close, duration, conns)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result["client_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        if label == "daemon":
+        if label != "bare":
             self.close_open_runs(url, label)
         return result
 
@@ -227,9 +235,11 @@ def measure(load: LoadGen, proc: c.Proc, label: str, close: bool, duration: floa
         wait_quiet([load.server_cpu, load.client_cpu], quiet)
     if warmup > 0:
         load.run(proc.url, label, close, warmup)
-    (u0, s0), t0, st0 = c.cpu_split(proc.pid), time.monotonic(), c.cpu_times()
+    commits0 = c.metric(proc, "cronwarden_database_commits_total") if label == "daemon" else None
+    (u0, s0), t0, st0, main0 = c.cpu_split(proc.pid), time.monotonic(), c.cpu_times(), c.main_thread_cpu(proc.pid)
     result = load.run(proc.url, label, close, duration)
-    (u1, s1), t1, st1 = c.cpu_split(proc.pid), time.monotonic(), c.cpu_times()
+    (u1, s1), t1, st1, main1 = c.cpu_split(proc.pid), time.monotonic(), c.cpu_times(), c.main_thread_cpu(proc.pid)
+    commits1 = c.metric(proc, "cronwarden_database_commits_total") if commits0 is not None else None
     cpu0, cpu1 = u0 + s0, u1 + s1
     result["sys_share"] = (s1 - s0) / max(1e-9, cpu1 - cpu0)
     result["core_busy"] = c.busy_between(st0, st1, load.server_cpu)
@@ -237,6 +247,9 @@ def measure(load: LoadGen, proc: c.Proc, label: str, close: bool, duration: floa
     result["rps"] = ok / result["seconds"]
     result["server_cpu"] = (cpu1 - cpu0) / (t1 - t0)
     result["cpu_us_per_req"] = (cpu1 - cpu0) / max(1, ok) * 1e6
+    result["loop_us_per_req"] = (main1 - main0) / max(1, ok) * 1e6
+    # pings per group commit (each commit is one fsync); NaN for the bare server
+    result["per_commit"] = ok / max(1.0, commits1 - commits0) if commits1 is not None else float("nan")
     result["client_cpu"] = result["client_cpu_s"] / result["seconds"]
     return result
 
@@ -345,6 +358,8 @@ def main() -> int:
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     c.add_run_options(ap)
+    ap.add_argument("--floor", action="store_true", help="also run the daemon with pings answered without "
+                    "their commit (bench/_nodb.py, label no-db): the ceiling of durable pings on this Python path")
     ap.add_argument("--py-spy", metavar="FILE", help="also profile the daemon with py-spy under keep-alive load")
     ap.add_argument("--py-spy-mode", choices=("keepalive", "close"), default="keepalive")
     ap.add_argument("--py-spy-native", action="store_true", help="include C frames (SQLite, kernel entry); "
@@ -358,9 +373,10 @@ def main() -> int:
         kind = "wrk" if shutil.which("wrk") else "python"
     per_run = args.duration + args.warmup + 1.5 + args.wait_quiet
     prime_budget = args.prime if args.prime is not None else args.monitors * 1.5 / 1500
-    budget = args.max_seconds or (60 + prime_budget + len(modes) * 2 * args.rounds * per_run
-                                  + (30 if args.py_spy else 0) + args.monitors / 2000
-                                  + len(modes) * 2 * (args.serial + 1 + args.wait_quiet))
+    servers_n = 3 if args.floor else 2
+    budget = args.max_seconds or (60 + prime_budget * (servers_n - 1) + len(modes) * servers_n * args.rounds * per_run
+                                  + (30 if args.py_spy else 0) + args.monitors / 2000 * (servers_n - 1)
+                                  + len(modes) * servers_n * (args.serial + 1 + args.wait_quiet))
     c.time_limit(budget)
     c.pin_to(args.client_cpu)  # keep this script off the servers' core
 
@@ -374,9 +390,19 @@ def main() -> int:
         daemon = c.start_daemon(config, cpus={args.server_cpu})
         procs.append(daemon)
         c.wait_healthy(daemon)
+        servers = [("bare", None), ("daemon", daemon)]
+        if args.floor:
+            floor_config = workdir / "no-db" / "cw.yaml"  # its own database, next to its own config
+            floor_config.parent.mkdir()
+            shutil.copy(config, floor_config)
+            nodb = c.start_daemon(floor_config, cpus={args.server_cpu}, wrapper="_nodb.py")
+            procs.append(nodb)
+            c.wait_healthy(nodb)
+            servers.append(("no-db", nodb))
         bare = c.start_process([c.PYTHON, str(Path(__file__).parent / "_bare_server.py")],
                                workdir / "bare.log", cpus={args.server_cpu})
         procs.append(bare)
+        servers[0] = ("bare", bare)
         load = LoadGen(kind, workdir, paths, args.connections, args.client_cpu, args.server_cpu)
         forms = Counter("start" if p.endswith("/start") else "exit" if p.endswith("/0") else "success" for p in paths)
 
@@ -385,12 +411,14 @@ def main() -> int:
         if prime_s > 0:
             c.log(f"  priming the daemon: {prime_s:.0f}s of keep-alive load (first ping of each monitor) ...")
             prime = load.run(daemon.url, "daemon", False, prime_s)
+            if args.floor:
+                load.run(nodb.url, "no-db", False, prime_s)
         results: dict[tuple[str, str], list[dict]] = {}
         contended: list[str] = []
         for mode in modes:
             close = mode == "close"
             for rnd in range(args.rounds):
-                for label, proc in (("bare", bare), ("daemon", daemon)):
+                for label, proc in servers:
                     c.log(f"  {mode:9s} round {rnd + 1}/{args.rounds} {label:6s} ...")
                     r = measure(load, proc, label, close, args.duration, args.warmup, args.wait_quiet)
                     results.setdefault((mode, label), []).append(r)
@@ -402,7 +430,7 @@ def main() -> int:
         serial: dict[tuple[str, str], dict] = {}
         if args.serial > 0:
             for mode in modes:
-                for label, proc in (("bare", bare), ("daemon", daemon)):
+                for label, proc in servers:
                     c.log(f"  one client, one request at a time: {mode} {label} ...")
                     if args.wait_quiet:
                         wait_quiet([args.server_cpu, args.client_cpu], args.wait_quiet)
@@ -412,8 +440,8 @@ def main() -> int:
             py_spy_profile(load, daemon, Path(args.py_spy), max(3.0, args.duration), args.py_spy_mode == "close",
                            args.py_spy_native)
             health = c.healthz(daemon)
-        daemon.stop()
-        bare.stop()
+        for _, proc in servers:
+            proc.stop()
         db = sqlite3.connect(f"file:{workdir / 'cw.db'}?mode=ro", uri=True)
         stored = db.execute("SELECT COUNT(*) FROM pings").fetchone()[0]
         db.close()
@@ -428,29 +456,36 @@ def main() -> int:
         print("req/s: answered (2xx) per wall second, median of the runs; req/CPU-s: answered per second of the"
               " server's CPU time (capacity of one core, robust to other load on the machine);\n"
               "srv CPU: the server process (all threads) per wall second; core busy: the whole server core;"
-              " CPU us/req: server CPU time per answered request (of it sys: kernel share)")
+              " CPU us/req: server CPU time per answered request (of it sys: kernel share);\n"
+              "loop us: of that, the main thread's (the event loop; the rest is the daemon's SQLite threads);"
+              " pings/commit: answered pings per group commit (one fsync each)")
         print("path mix: " + ", ".join(f"{k} {100 * v / len(paths):.0f}%" for k, v in sorted(forms.items())))
         rows = []
         for mode in modes:
             med = {}
-            for label in ("bare", "daemon"):
+            for label, _ in servers:
                 rs = results[(mode, label)]
                 m = {k: statistics.median(r[k] for r in rs) for k in
-                     ("rps", "p50_ms", "p99_ms", "server_cpu", "core_busy", "cpu_us_per_req", "sys_share", "client_cpu")}
+                     ("rps", "p50_ms", "p99_ms", "server_cpu", "core_busy", "cpu_us_per_req", "loop_us_per_req",
+                      "sys_share", "client_cpu", "per_commit")}
                 m["errors"] = sum(r["errors"] + r["non2xx"] for r in rs)
                 m["all"] = " / ".join(f"{r['rps']:.0f}" for r in rs)
                 med[label] = m
                 rows.append([mode, label, f"{m['rps']:.0f}", m["all"], f"{1e6 / m['cpu_us_per_req']:.0f}",
                              f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}",
-                             f"{100 * m['server_cpu']:.0f}%", f"{100 * m['core_busy']:.0f}%", f"{m['cpu_us_per_req']:.0f}", f"{100 * m['sys_share']:.0f}%",
+                             f"{100 * m['server_cpu']:.0f}%", f"{100 * m['core_busy']:.0f}%", f"{m['cpu_us_per_req']:.0f}",
+                             f"{m['loop_us_per_req']:.0f}", f"{100 * m['sys_share']:.0f}%",
+                             "" if math.isnan(m["per_commit"]) else f"{m['per_commit']:.1f}",
                              f"{100 * m['client_cpu']:.0f}%", m["errors"]])
-            ratio = med["daemon"]["rps"] / med["bare"]["rps"]
-            extra = med["daemon"]["cpu_us_per_req"] - med["bare"]["cpu_us_per_req"]
-            cap = med["bare"]["cpu_us_per_req"] / med["daemon"]["cpu_us_per_req"]
-            rows.append([mode, "ratio", f"{ratio:.3f}", "daemon/bare", f"{cap:.3f}", "", "", "", "",
-                         f"+{extra:.0f}", "", "", ""])
+            for label, _ in servers[1:]:
+                ratio = med[label]["rps"] / med["bare"]["rps"]
+                extra = med[label]["cpu_us_per_req"] - med["bare"]["cpu_us_per_req"]
+                cap = med["bare"]["cpu_us_per_req"] / med[label]["cpu_us_per_req"]
+                loop_extra = med[label]["loop_us_per_req"] - med["bare"]["loop_us_per_req"]
+                rows.append([mode, "ratio", f"{ratio:.3f}", f"{label}/bare", f"{cap:.3f}", "", "", "", "",
+                             f"+{extra:.0f}", f"+{loop_extra:.0f}", "", "", "", ""])
         print(c.table(["mode", "server", "req/s", "runs", "req/CPU-s", "p50 ms", "p99 ms", "srv CPU", "core busy", "CPU us/req",
-                       "of it sys", "client CPU", "err"], rows))
+                       "loop us", "of it sys", "pings/commit", "client CPU", "err"], rows))
         if serial:
             print("\none client, one request at a time (latency of a lone ping; the daemon's includes its commit):")
             srows = []

@@ -30,6 +30,8 @@ async def test_metrics_parse_with_prometheus_clients_own_parser(daemon: DaemonFa
     for name in ("cronwarden_wheel_lateness_seconds", "cronwarden_outbox_backlog", "cronwarden_pings",
                  "cronwarden_delivery_failures", "cronwarden_database_ok"):
         assert name in families, name
+    # three pings, one after the other: each answered after its own commit
+    assert samples[("cronwarden_database_commits_total", ())] >= 3
 
 
 async def test_badges_show_a_monitors_state_and_a_tags_worst(daemon: DaemonFactory, receiver: Receiver) -> None:

@@ -72,6 +72,9 @@ class DaemonCollector:
                                   value=daemon.stats.pings)
         yield GaugeMetricFamily("cronwarden_database_ok", "1 while database writes succeed",
                                 value=0.0 if daemon.store.last_error else 1.0)
+        yield CounterMetricFamily("cronwarden_database_commits", "group commits (one fsync each) since the "
+                                  "daemon started: pings over commits is how many pings share an fsync",
+                                  value=daemon.store.commits)
 
 
 async def handle(request: web.Request) -> web.Response:
