@@ -69,7 +69,7 @@ def format_duration(seconds: float) -> str:
     the config's own units."""
     if 0 < seconds < 0.9995:
         return f"{max(1, round(seconds * 1000))}ms"
-    if seconds < 9.95 and seconds != int(seconds):
+    if 1 <= seconds < 9.95 and seconds != int(seconds):
         return f"{seconds:.1f}".removesuffix(".0") + "s"
     seconds = int(round(seconds))
     if seconds < 60:
