@@ -135,8 +135,11 @@ class LoadGen:
         self.paths = paths
         self.offsets: dict[str, int] = {}
 
-    def run(self, url: str, label: str, close: bool, duration: float, connections: int | None = None) -> dict:
-        """One run against `url`; `label` keys the rotation state (one per server)."""
+    def run(self, url: str, label: str, close: bool, duration: float, connections: int | None = None,
+            tidy: bool = True) -> dict:
+        """One run against `url`; `label` keys the rotation state (one per server). With
+        `tidy`, the daemon's open runs are ended afterwards (see close_open_runs); a
+        measured run passes False and ends them after its readings."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         conns = connections or self.connections
         if self.kind == "wrk":
@@ -145,7 +148,7 @@ class LoadGen:
             result = self._python(url, label, close, duration, conns)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result["client_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        if label != "bare":
+        if tidy and label != "bare":
             self.close_open_runs(url, label)
         return result
 
@@ -237,9 +240,11 @@ def measure(load: LoadGen, proc: c.Proc, label: str, close: bool, duration: floa
         load.run(proc.url, label, close, warmup)
     commits0 = c.metric(proc, "cronwarden_database_commits_total") if label == "daemon" else None
     (u0, s0), t0, st0, main0 = c.cpu_split(proc.pid), time.monotonic(), c.cpu_times(), c.main_thread_cpu(proc.pid)
-    result = load.run(proc.url, label, close, duration)
+    result = load.run(proc.url, label, close, duration, tidy=False)
     (u1, s1), t1, st1, main1 = c.cpu_split(proc.pid), time.monotonic(), c.cpu_times(), c.main_thread_cpu(proc.pid)
     commits1 = c.metric(proc, "cronwarden_database_commits_total") if commits0 is not None else None
+    if label != "bare":  # after the readings: these ends, one at a time, are not part of the run
+        load.close_open_runs(proc.url, label)
     cpu0, cpu1 = u0 + s0, u1 + s1
     result["sys_share"] = (s1 - s0) / max(1e-9, cpu1 - cpu0)
     result["core_busy"] = c.busy_between(st0, st1, load.server_cpu)

@@ -289,7 +289,8 @@ def test_a_slow_run_of_milliseconds_says_how_many() -> None:
 
 @pytest.mark.parametrize("seconds, text", [(0.0, "0s"), (0.0004, "1ms"), (0.25, "250ms"), (0.9996, "1s"),
                                            (2.5, "2.5s"), (9.96, "10s"), (42.4, "42s"), (60, "1m"),
-                                           (5400, "1h30m"), (90061, "1d1h1m1s"), (-0.4, "0s")])
+                                           (5400, "1h30m"), (90061, "1d1h1m1s"), (-0.4, "0s"), (-5, "0s"),
+                                           (0.9994999999999999, "1s")])
 def test_durations_in_alert_text(seconds: float, text: str) -> None:
     from cronwarden.units import format_duration
 

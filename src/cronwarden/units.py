@@ -67,8 +67,9 @@ def format_duration(seconds: float) -> str:
     """``5400`` -> ``"1h30m"``, ``2.5`` -> ``"2.5s"``, ``0.004`` -> ``"4ms"``; used in
     human-readable alert text. Whole seconds (every duration in a config) come out in
     the config's own units."""
-    if 0 < seconds < 0.9995:
-        return f"{max(1, round(seconds * 1000))}ms"
+    seconds = max(0.0, seconds)  # a clock stepped back: no negative durations in text
+    if 0 < seconds and (ms := round(seconds * 1000)) < 1000:
+        return f"{max(1, ms)}ms"
     if 1 <= seconds < 9.95 and seconds != int(seconds):
         return f"{seconds:.1f}".removesuffix(".0") + "s"
     seconds = int(round(seconds))
