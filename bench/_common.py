@@ -276,21 +276,23 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(utime, stime) of the whole process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def _stat_times(path: str) -> tuple[float, float]:
+    """(utime, stime) in seconds from a /proc stat file (a process's or one thread's)."""
+    with open(path) as f:
         data = f.read()
     fields = data[data.rindex(")") + 2:].split()
     # fields[0] is field 3 (state); utime, stime are fields 14, 15
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the whole process (all threads), in seconds."""
+    return _stat_times(f"/proc/{pid}/stat")
+
+
 def main_thread_cpu(pid: int) -> float:
     """utime + stime of the process's main thread (the daemon's event loop), in seconds."""
-    with open(f"/proc/{pid}/task/{pid}/stat") as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return sum(_stat_times(f"/proc/{pid}/task/{pid}/stat"))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -395,7 +395,7 @@ def main() -> int:
         daemon = c.start_daemon(config, cpus={args.server_cpu})
         procs.append(daemon)
         c.wait_healthy(daemon)
-        servers = [("bare", None), ("daemon", daemon)]
+        nodb = None
         if args.floor:
             floor_config = workdir / "no-db" / "cw.yaml"  # its own database, next to its own config
             floor_config.parent.mkdir()
@@ -403,11 +403,10 @@ def main() -> int:
             nodb = c.start_daemon(floor_config, cpus={args.server_cpu}, wrapper="_nodb.py")
             procs.append(nodb)
             c.wait_healthy(nodb)
-            servers.append(("no-db", nodb))
         bare = c.start_process([c.PYTHON, str(Path(__file__).parent / "_bare_server.py")],
                                workdir / "bare.log", cpus={args.server_cpu})
         procs.append(bare)
-        servers[0] = ("bare", bare)
+        servers = [("bare", bare), ("daemon", daemon)] + ([("no-db", nodb)] if nodb else [])
         load = LoadGen(kind, workdir, paths, args.connections, args.client_cpu, args.server_cpu)
         forms = Counter("start" if p.endswith("/start") else "exit" if p.endswith("/0") else "success" for p in paths)
 
@@ -416,7 +415,7 @@ def main() -> int:
         if prime_s > 0:
             c.log(f"  priming the daemon: {prime_s:.0f}s of keep-alive load (first ping of each monitor) ...")
             prime = load.run(daemon.url, "daemon", False, prime_s)
-            if args.floor:
+            if nodb:
                 load.run(nodb.url, "no-db", False, prime_s)
         results: dict[tuple[str, str], list[dict]] = {}
         contended: list[str] = []
