@@ -13,6 +13,7 @@ from cronwarden import store as sql
 from cronwarden.adopt import recover
 from cronwarden.config import parse_config
 from cronwarden.daemon import Daemon
+from cronwarden.fastjson import dumps
 from cronwarden.monitor import AlertKind, Incident, OpenRun
 from cronwarden.wheel import RESOLUTION
 
@@ -88,10 +89,37 @@ def test_adopt_all_is_adopt_in_turn() -> None:
     bulk: list = []
     by_one = Adopter(now, one)
     expected = {name: by_one.adopt(name, stored.get(name)) for name in names}
+    by_one.finish()
     adopter = Adopter(now, bulk)
     got = adopter.adopt_all(names, stored)
     assert list(got) == names and got == expected
     assert bulk == one
+    assert [params[2] for sql_text, params in bulk if "json_each" in sql_text] == ['["n1","n2"]']
     assert got["a"] is got["b"] and got["n1"] is got["n2"]
     # the states more than one monitor has: start-up shares their deadlines
     assert adopter.shared == {id(got["a"]), id(got["n1"])}
+
+
+async def test_new_monitors_rows_are_written_in_one_statement_and_read_back(tmp_path: Path) -> None:
+    first = Daemon(config(tmp_path))
+    await first.store.open()
+    try:
+        await recover(first)
+        created = {name: state.created_at for name, state in first.states.items()}
+        # a row already there is kept as it is
+        kept = replace(monitor.new_state(first.clock.now() - timedelta(days=1)), failures=2)
+        await first.store.write([sql.upsert_monitor("a", 1.0, kept.to_json()),
+                                 sql.insert_new_monitors(["a", "new"], 2.0, dumps(first.states["b"].to_json()))])
+    finally:
+        await first.store.close()
+    again = Daemon(config(tmp_path))
+    await again.store.open()
+    try:
+        stored = await again.store.load_monitors()
+        await recover(again)
+    finally:
+        await again.store.close()
+    assert set(stored) == set(created) | {"new"}
+    assert again.states["a"] == kept
+    assert {name: state.created_at for name, state in again.states.items() if name != "a"} == \
+        {name: at for name, at in created.items() if name != "a"}

@@ -24,7 +24,8 @@ class Adopter:
     """Stored rows to states of configured monitors, for start-up, reloads and
     re-reads. A monitor's state is immutable, so monitors whose stored text is
     the same share one decoded state, and the monitors new to the database share
-    one fresh state and its encoded row (100,000 new monitors: one of each)."""
+    one fresh state and its encoded row (100,000 new monitors: one of each, and one
+    statement that inserts all their rows, appended by :meth:`finish`)."""
 
     def __init__(self, now: datetime, statements: list[Statement]) -> None:
         self.now = now
@@ -38,6 +39,7 @@ class Adopter:
         self._created_at = now.timestamp()
         self._fresh = monitor.new_state(now)
         self._fresh_text = fastjson.dumps(self._fresh.to_json())
+        self._new: list[str] = []  # monitors new to the database, their rows still to write
 
     def decode(self, text: str) -> MonitorState:
         state = self._decoded.get(text)
@@ -49,16 +51,24 @@ class Adopter:
 
     def adopt_all(self, names: Iterable[str],
                   stored: dict[str, tuple[str, float | None]]) -> dict[str, MonitorState]:
-        """name -> adopt(name, stored.get(name)) for every name, in order."""
+        """name -> adopt(name, stored.get(name)) for every name, in order; then finish()."""
         adopt = self.adopt
-        return {name: adopt(name, stored.get(name)) for name in names}
+        states = {name: adopt(name, stored.get(name)) for name in names}
+        self.finish()
+        return states
+
+    def finish(self) -> None:
+        """Append the statement that writes the rows of the new monitors adopted so far."""
+        if self._new:
+            self.statements.append(sql.insert_new_monitors(self._new, self._created_at, self._fresh_text))
+            self._new = []
 
     def adopt(self, name: str, stored: tuple[str, float | None] | None) -> MonitorState:
         """The state of a configured monitor: as stored; new (due from now) if never
         seen; and for one that was removed and is back, new again but keeping its
         incident numbering (its history stays, its old outage is closed)."""
         if stored is None:
-            self.statements.append(sql.upsert_monitor(name, self._created_at, self._fresh_text))
+            self._new.append(name)
             self.shared.add(id(self._fresh))
             return self._fresh
         text, removed_at = stored

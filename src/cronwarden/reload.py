@@ -108,9 +108,7 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
             statements.append(sql.mark_removed(name, now.timestamp()))
     added = [name for name in new.monitors if name not in daemon.states]
     stored = await daemon.store.load_monitors(added)
-    adopter = Adopter(now, statements)
-    for name in added:
-        daemon.states[name] = adopter.adopt(name, stored.get(name))
+    daemon.states.update(Adopter(now, statements).adopt_all(added, stored))
     del stored
     old_windows = daemon.windows
     daemon.adopt_config(new)
