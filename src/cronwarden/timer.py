@@ -120,7 +120,7 @@ async def run(daemon: "Daemon") -> None:
         names = daemon.wheel.pop_due(now_ts + LEAD)
         if ready or names:
             try:
-                await fire(daemon, ready, names, ahead)
+                await fire(daemon, ready, names)
             except Exception:
                 log.exception("timer: processing %d deadlines failed; retrying in 1s", len(ready) + len(names))
                 for name in [p.name for p in ready] + names:
@@ -146,7 +146,7 @@ async def run(daemon: "Daemon") -> None:
         daemon._sleep_until = 0.0
 
 
-async def fire(daemon: "Daemon", ready: list[Planned], names: list, ahead: Ahead) -> None:
+async def fire(daemon: "Daemon", ready: list[Planned], names: list) -> None:
     """Commit the plans in `ready`, whose deadlines have come, and Tick every monitor of
     `names` that is due now, in one write; then plan ahead those of `names` falling due
     within LEAD. A plan that no longer holds is dropped and its monitor looked at like those
@@ -154,6 +154,7 @@ async def fire(daemon: "Daemon", ready: list[Planned], names: list, ahead: Ahead
     whose deadline moved (a ping came, the clock stepped back) is put back on the wheel."""
     now = daemon.clock.now()
     now_ts = now.timestamp()
+    ahead = daemon.ahead
     outcomes = []
     claims: dict[str, list[asyncio.Future[None]]] = {}
     soon = []
