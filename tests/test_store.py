@@ -230,6 +230,25 @@ async def test_stored_states_are_read_for_all_monitors_or_for_the_names_asked(tm
         await store.close()
 
 
+async def test_a_write_after_new_monitors_rows_wins_in_the_same_group_commit(tmp_path: Path) -> None:
+    # The writer runs a batch grouped by SQL text, in the order each text first came: here
+    # the ping's upsert text (first used for "z") runs before the new rows' insert. The
+    # insert leaves a row already there alone, so x ends with the ping's state all the same.
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        before = store.commits
+        await asyncio.gather(store.write([sql.upsert_monitor("z", 1.0, '{"created_at":1.0}')]),
+                             store.write([sql.insert_new_monitors(["x", "y"], 2.0, '{"created_at":2.0}')]),
+                             store.write([sql.upsert_monitor("x", 2.0, '{"created_at":2.0,"failures":1}')]))
+        assert store.commits - before == 1
+        got = await store.load_monitors()
+        assert got == {"x": ('{"created_at":2.0,"failures":1}', None), "y": ('{"created_at":2.0}', None),
+                       "z": ('{"created_at":1.0}', None)}
+    finally:
+        await store.close()
+
+
 async def test_writes_queued_before_close_are_committed_by_it(tmp_path: Path) -> None:
     store = Store(tmp_path / "cw.db")
     await store.open()

@@ -383,7 +383,7 @@ class Daemon:
         except StoreError:
             log.error("cannot re-read state after a failed write; it is re-read at the next start")
             return
-        adopter = Adopter(self.clock.now(), [])
+        adopter = Adopter(self.clock.now(), [])  # re-reads only: its statements are not written
         for name in names:
             if name in self.states:
                 self.states[name] = adopter.adopt(name, stored.get(name))

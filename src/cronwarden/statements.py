@@ -34,7 +34,9 @@ def insert_new_monitors(names: list[str], created_at: float, state: str) -> Stat
     statement whatever the number: SQLite reads the names from one JSON array, so the
     insert runs in one step of the database thread, which holds Python's lock only to
     start it (100,000 rows bound one by one took that lock back from the event loop
-    100,000 times at start-up). A row already there is left as it is."""
+    100,000 times at start-up). A row already there is left as it is: unlike the
+    whole-row upserts, this statement may run after a later write of the same monitor
+    in the same batch (the writer groups a batch by SQL text), and must not undo it."""
     return (
         "INSERT INTO monitors (name, created_at, state, removed_at) "
         "SELECT value, ?, ?, NULL FROM json_each(?) WHERE true ON CONFLICT (name) DO NOTHING",
