@@ -21,11 +21,15 @@ ends of the runs it left open, so that no run spans the pause before the next
 run (a run that long is "slow" to a monitor whose history holds short ones).
 The script reports the alerts raised, if any.
 
-``--floor`` adds a third server on the same core: the daemon run through
-``_nodb.py``, which answers a ping after the same HTTP path, state machine and
-statements but without its commit (nothing stored). Its ratio is the ceiling
-for durable pings on this Python path; the gap between it and the daemon is
-what durability costs (SQLite, its thread, the fsyncs).
+``--floor`` adds two servers on the same core. The daemon run through
+``_nodb.py`` (label ``no-db``) answers a ping after the same HTTP path, state
+machine and statements but without its commit (nothing stored): its ratio is
+the ceiling for durable pings on this Python path, and the gap between it and
+the daemon is what durability costs there (SQLite, its thread, the fsyncs).
+``_minimal_server.py`` (label ``minimal``) is the bare server's route plus one
+ping row through cronwarden's Store, committed before the answer: the least a
+durable ping costs with aiohttp and SQLite, and the gap between it and the
+daemon is what cronwarden's own per-ping work costs.
 
 Modes: ``keepalive`` (one connection carries many pings) and ``close`` (a new
 TCP connection per ping, ``Connection: close``, as ``curl`` in a crontab does).
@@ -122,6 +126,10 @@ end
 """
 
 
+# the servers that keep runs open between a start and its end (the others store or ignore pings alone)
+WITH_RUNS = ("daemon", "no-db")
+
+
 class LoadGen:
     def __init__(self, kind: str, workdir: Path, paths: list[str], connections: int, client_cpu: int,
                  server_cpu: int) -> None:
@@ -148,7 +156,7 @@ class LoadGen:
             result = self._python(url, label, close, duration, conns)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         result["client_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        if tidy and label != "bare":
+        if tidy and label in WITH_RUNS:
             self.close_open_runs(url, label)
         return result
 
@@ -243,7 +251,7 @@ def measure(load: LoadGen, proc: c.Proc, label: str, close: bool, duration: floa
     result = load.run(proc.url, label, close, duration, tidy=False)
     (u1, s1), t1, st1, main1 = c.cpu_split(proc.pid), time.monotonic(), c.cpu_times(), c.main_thread_cpu(proc.pid)
     commits1 = c.metric(proc, "cronwarden_database_commits_total") if commits0 is not None else None
-    if label != "bare":  # after the readings: these ends, one at a time, are not part of the run
+    if label in WITH_RUNS:  # after the readings: these ends, one at a time, are not part of the run
         load.close_open_runs(proc.url, label)
     cpu0, cpu1 = u0 + s0, u1 + s1
     result["sys_share"] = (s1 - s0) / max(1e-9, cpu1 - cpu0)
@@ -364,7 +372,8 @@ def main() -> int:
     ap.add_argument("--client-cpu", type=int, default=1)
     c.add_run_options(ap)
     ap.add_argument("--floor", action="store_true", help="also run the daemon with pings answered without "
-                    "their commit (bench/_nodb.py, label no-db): the ceiling of durable pings on this Python path")
+                    "their commit (bench/_nodb.py, label no-db): the ceiling of durable pings on this Python path; "
+                    "and a minimal durable server (bench/_minimal_server.py, label minimal): one row per ping")
     ap.add_argument("--py-spy", metavar="FILE", help="also profile the daemon with py-spy under keep-alive load")
     ap.add_argument("--py-spy-mode", choices=("keepalive", "close"), default="keepalive")
     ap.add_argument("--py-spy-native", action="store_true", help="include C frames (SQLite, kernel entry); "
@@ -378,7 +387,7 @@ def main() -> int:
         kind = "wrk" if shutil.which("wrk") else "python"
     per_run = args.duration + args.warmup + 1.5 + args.wait_quiet
     prime_budget = args.prime if args.prime is not None else args.monitors * 1.5 / 1500
-    servers_n = 3 if args.floor else 2
+    servers_n = 4 if args.floor else 2
     budget = args.max_seconds or (60 + prime_budget * (servers_n - 1) + len(modes) * servers_n * args.rounds * per_run
                                   + (30 if args.py_spy else 0) + args.monitors / 2000 * (servers_n - 1)
                                   + len(modes) * servers_n * (args.serial + 1 + args.wait_quiet))
@@ -407,6 +416,12 @@ def main() -> int:
                                workdir / "bare.log", cpus={args.server_cpu})
         procs.append(bare)
         servers = [("bare", bare), ("daemon", daemon)] + ([("no-db", nodb)] if nodb else [])
+        if args.floor:
+            minimal = c.start_process([c.PYTHON, str(Path(__file__).parent / "_minimal_server.py"),
+                                       str(workdir / "minimal.db"), str(args.monitors)],
+                                      workdir / "minimal.log", cpus={args.server_cpu}, env=c.child_env())
+            procs.append(minimal)
+            servers.append(("minimal", minimal))
         load = LoadGen(kind, workdir, paths, args.connections, args.client_cpu, args.server_cpu)
         forms = Counter("start" if p.endswith("/start") else "exit" if p.endswith("/0") else "success" for p in paths)
 
