@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Any, Awaitable, Callable, Coroutine
 
 from aiohttp import web
 
@@ -20,10 +21,12 @@ async def ok(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
-async def main() -> None:
+async def serve(label: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> None:
+    """Answer the daemon's ping route shape with `handler` (and /healthz with OK) on
+    127.0.0.1, any free port, until SIGTERM or SIGINT; logs ``LABEL listening on ...``."""
     app = web.Application()
     for method in ("GET", "POST", "HEAD"):
-        app.router.add_route(method, "/ping/{tail:.*}", ok)
+        app.router.add_route(method, "/ping/{tail:.*}", handler)
     app.router.add_get("/healthz", ok)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -31,7 +34,7 @@ async def main() -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    print(f"bare listening on http://127.0.0.1:{port} ({loop_name} event loop)", file=sys.stderr, flush=True)
+    print(f"{label} listening on http://127.0.0.1:{port} ({loop_name} event loop)", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -40,8 +43,13 @@ async def main() -> None:
     await runner.cleanup()
 
 
-if __name__ == "__main__":
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on the event loop ``cronwarden serve`` would pick."""
     from cronwarden.cli import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main())
+        runner.run(main)
+
+
+if __name__ == "__main__":
+    run(serve("bare", ok))

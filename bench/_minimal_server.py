@@ -15,12 +15,11 @@ than m000000 .. m(MONITORS-1) get a 404, as the daemon's would.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 import time
 from pathlib import Path
 
+from _bare_server import run, serve
 from aiohttp import web
 
 from cronwarden import store as sql
@@ -40,27 +39,11 @@ async def main(database: Path, monitors: int) -> None:
                                            None, None, None, request.remote)])
         return web.Response(text="OK")
 
-    app = web.Application()
-    for method in ("GET", "POST", "HEAD"):
-        app.router.add_route(method, "/ping/{tail:.*}", ping)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, reuse_address=True)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    print(f"minimal listening on http://127.0.0.1:{port} ({loop_name} event loop)", file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await store.close()
+    try:
+        await serve("minimal", ping)
+    finally:
+        await store.close()
 
 
 if __name__ == "__main__":
-    from cronwarden.cli import loop_factory
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main(Path(sys.argv[1]), int(sys.argv[2])))
+    run(main(Path(sys.argv[1]), int(sys.argv[2])))
