@@ -1,18 +1,21 @@
 """Property-based tests: every input to the parsers gives a result or a clear
-one-line error, never a traceback."""
+one-line error, never a traceback; what the daemon assumes of the state machine holds."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cronwarden.config import ConfigError, parse_config
+from cronwarden.config import ConfigError, MonitorConfig, parse_config
 from cronwarden.http import PingPathError, parse_ping_path
+from cronwarden.monitor import Ping, PingKind, Tick, new_state, next_deadline, ping_defers_deadline
 from cronwarden.ratelimit import RateLimiter
 from cronwarden.rules import RuleError, parse_rule
 from cronwarden.schedule import validate_cron
+from cronwarden.transitions import step
 from cronwarden.units import parse_duration, parse_size
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -115,3 +118,35 @@ def test_the_rate_limiter_allows_a_burst_then_the_rate_and_never_limits_loopback
     assert limiter.allow("192.0.2.2", 0.0)  # clients are separate
     assert all(limiter.allow("127.0.0.1", 0.0) for _ in range(1000))
     assert all(RateLimiter(0, 1).allow("192.0.2.1", 0.0) for _ in range(100))
+
+
+# ------------------------------------------------------------ the state machine
+
+configs = st.builds(
+    lambda schedule, grace, max_runtime, max_silence, alert_after: MonitorConfig(
+        name="job", grace=grace, max_runtime=max_runtime, max_silence=max_silence, alert_after=alert_after,
+        **schedule),
+    st.sampled_from([{"every": 60}, {"every": 3600}, {"cron": "*/5 * * * *"},
+                     {"cron": "30 3 * * *", "timezone": "Europe/Riga"}]),
+    st.sampled_from([0, 300]), st.sampled_from([None, 600]), st.sampled_from([None, 300]), st.sampled_from([1, 3]))
+events = st.lists(st.tuples(st.sampled_from([*PingKind, "tick"]), st.sampled_from([None, "a", "b"]),
+                            st.integers(min_value=0, max_value=3 * 3600)), max_size=25)
+
+
+@PROPS
+@given(configs, events)
+def test_a_ping_said_to_defer_the_deadline_never_brings_it_sooner(cfg: MonitorConfig, seq: list) -> None:
+    # The daemon leaves the wheel alone after such a ping (Daemon.plan): its timer, set for
+    # the deadline before the ping or earlier, must still be no later than the new one.
+    now = datetime(2026, 3, 28, 12, tzinfo=timezone.utc)  # Riga's clocks go forward the next night
+    state = new_state(now)
+    for kind, rid, gap in seq:
+        now += timedelta(seconds=gap)
+        if kind == "tick":
+            state = step(cfg, state, Tick(), now).state
+            continue
+        before = state
+        state = step(cfg, before, Ping(kind, rid=rid), now).state
+        if ping_defers_deadline(cfg, before, state, kind):
+            earlier, later = next_deadline(cfg, before), next_deadline(cfg, state)
+            assert earlier is not None and later is not None and later >= earlier

@@ -244,10 +244,14 @@ class Daemon:
              body: bytes | None = None) -> tuple[Decision, alerts.Outcome]:
         """Step the monitor and build every statement of the change; memory is updated."""
         cfg = self.config.monitors[name]
-        decision, outcome = self._decide(name, cfg, self.states[name], event, now, self.incident_ids,
-                                         ping_row, body)
+        state = self.states[name]
+        decision, outcome = self._decide(name, cfg, state, event, now, self.incident_ids, ping_row, body)
         self._adopt(name, decision, outcome, now)
-        self._schedule(name, lazy=True)
+        # Most pings only move the deadline later: the timer already on the wheel, earlier,
+        # stays (see _schedule's `lazy`), and the new deadline need not be worked out.
+        if not (type(event) is monitor.Ping and name in self.wheel
+                and monitor.ping_defers_deadline(cfg, state, decision.state, event.kind)):
+            self._schedule(name, lazy=True)
         return decision, outcome
 
     def plan_ahead(self, name: str, deadline: datetime) -> Planned:

@@ -413,6 +413,19 @@ def next_deadline(cfg: MonitorConfig, state: MonitorState,
     return min(candidates) if candidates else None
 
 
+def ping_defers_deadline(cfg: MonitorConfig, before: MonitorState, after: MonitorState, kind: PingKind) -> bool:
+    """Whether ``next_deadline(cfg, after) >= next_deadline(cfg, before)`` is certain for a
+    ping of `kind` that took `before` to `after`, without working either out: with no
+    incident and no pause on either side, an end (success or fail) sets ``last_end`` to now
+    and leaves fewer open runs, a log ping only hears from the job, and a start adds a run
+    whose own deadline, without max_runtime and max_silence, is two periods and the grace
+    away: later than the missed deadline already there. (The daemon then leaves the earlier
+    timer on the wheel: it fires, finds the deadline moved, and is set again.)"""
+    if before.incident is not None or after.incident is not None or before.paused or after.paused:
+        return False
+    return kind is not PingKind.START or (cfg.max_runtime is None and cfg.max_silence is None)
+
+
 def effective_status(cfg: MonitorConfig, state: MonitorState, now: datetime) -> Status:
     if state.paused:
         return Status.PAUSED
@@ -430,5 +443,5 @@ __all__ = [
     "Ack", "Note", "Pause", "Resolve", "Resume",
     "Alert", "AlertKind", "Decision", "Event", "IllegalEvent", "Incident", "MonitorState", "OpenRun",
     "Ping", "PingKind", "RunInfo", "Status", "Tick", "due_at", "effective_status", "missed_deadline",
-    "new_state", "next_deadline",
+    "new_state", "next_deadline", "ping_defers_deadline",
 ]

@@ -101,6 +101,9 @@ class TimerWheel:
     def __len__(self) -> int:
         return len(self._where)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._where
+
     def _put(self, key: Hashable, t: int, c: int) -> None:
         if t < self._wake:
             self._wake, self._wake_at = t, t * RESOLUTION
