@@ -384,3 +384,41 @@ def test_an_escalation_due_inside_a_maintenance_window_waits_for_its_end() -> No
     assert decision.alerts == () and decision.state.incident.escalated == 0
     decision = step(cfg, run.state, Tick(), at(3600))
     assert [a.escalation for a in decision.alerts] == [1]
+
+
+# The routine lane (transitions._routine_ping) answers the most common pings without the
+# handlers; for these it must answer exactly as they do, and leave the rest to them.
+LANE_CASES = [
+    # (name, config, pings before: (seconds, ping), the ping at 4000 s, lane answers it)
+    ("heartbeat", heartbeat(), [], OK, True),
+    ("first start", heartbeat(), [], START, True),
+    ("end of a run", heartbeat(every=3600), [(3990, START)], OK, True),
+    ("end by rid", heartbeat(every=3600), [(3990, Ping(PingKind.START, "a"))], Ping(PingKind.SUCCESS, "a"), True),
+    ("end with another rid: the run stays open", heartbeat(every=3600), [(3990, Ping(PingKind.START, "a"))],
+     Ping(PingKind.SUCCESS, "b"), False),
+    ("end of a stale run: forgotten first", heartbeat(every=300), [(100, START)], OK, False),
+    ("end of a slow run", heartbeat(every=3600, slow_after=5), [(3990, START)], OK, False),
+    ("second start: an overlap", heartbeat(every=3600), [(3990, START)], START, False),
+    ("a rule that matches", heartbeat(rules=(parse_rule("records == 0"),)), [],
+     Ping(PingKind.SUCCESS, metadata={"records": 0}), False),
+    ("a failure", heartbeat(alert_after=3), [], FAIL, False),
+    ("a log ping", heartbeat(), [], Ping(PingKind.LOG), False),
+    ("exit status 0", heartbeat(), [], Ping(PingKind.SUCCESS, exit_status=0), True),
+]
+
+
+@pytest.mark.parametrize("cfg, before, ping, lane", [case[1:] for case in LANE_CASES],
+                         ids=[case[0] for case in LANE_CASES])
+def test_the_routine_lane_answers_as_the_handlers_do(cfg: MonitorConfig, before: list, ping: Ping,
+                                                     lane: bool) -> None:
+    from cronwarden.transitions import _by_handlers, _routine_ping
+
+    state = new_state(T0)
+    for seconds, earlier in before:
+        state = step(cfg, state, earlier, at(seconds)).state
+    assert state.incident is None and not state.paused
+    routine = _routine_ping(cfg, state, ping, at(4000), ())
+    assert (routine is not None) is lane
+    assert step(cfg, state, ping, at(4000)) == _by_handlers(cfg, state, ping, at(4000), False, (), None)
+    if routine is not None:
+        assert routine == _by_handlers(cfg, state, ping, at(4000), False, (), None)

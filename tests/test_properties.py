@@ -15,7 +15,7 @@ from cronwarden.monitor import Ping, PingKind, Tick, new_state, next_deadline, p
 from cronwarden.ratelimit import RateLimiter
 from cronwarden.rules import RuleError, parse_rule
 from cronwarden.schedule import validate_cron
-from cronwarden.transitions import step
+from cronwarden.transitions import _by_handlers, _routine_ping, step
 from cronwarden.units import parse_duration, parse_size
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -150,3 +150,32 @@ def test_a_ping_said_to_defer_the_deadline_never_brings_it_sooner(cfg: MonitorCo
         if ping_defers_deadline(cfg, before, state, kind):
             earlier, later = next_deadline(cfg, before), next_deadline(cfg, state)
             assert earlier is not None and later is not None and later >= earlier
+
+
+lane_configs = st.builds(
+    lambda schedule, max_runtime, max_silence, slow_after, rules, alert_after: MonitorConfig(
+        name="job", grace=300, max_runtime=max_runtime, max_silence=max_silence, slow_after=slow_after,
+        rules=rules, alert_after=alert_after, **schedule),
+    st.sampled_from([{"every": 600}, {"cron": "*/5 * * * *"}, {"cron": "30 3 * * *", "timezone": "Europe/Riga"}]),
+    st.sampled_from([None, 900]), st.sampled_from([None, 300]), st.sampled_from([None, 60]),
+    st.sampled_from([(), (parse_rule("records == 0"),)]), st.sampled_from([1, 3]))
+lane_events = st.lists(st.tuples(st.sampled_from([*PingKind, "tick"]), st.sampled_from([None, "a", "b"]),
+                                 st.sampled_from([None, 0]), st.sampled_from([None, {"records": 0}, {"records": 5}]),
+                                 st.integers(min_value=0, max_value=2 * 3600)), max_size=25)
+
+
+@PROPS
+@given(lane_configs, lane_events, st.lists(st.floats(min_value=0, max_value=600), max_size=15))
+def test_the_routine_ping_lane_gives_what_the_handlers_give(cfg: MonitorConfig, seq: list,
+                                                             history: list[float]) -> None:
+    now = datetime(2026, 3, 28, 12, tzinfo=timezone.utc)
+    state = new_state(now)
+    for kind, rid, exit_status, metadata, gap in seq:
+        now += timedelta(seconds=gap)
+        event = Tick() if kind == "tick" else Ping(kind, rid, exit_status if kind is PingKind.SUCCESS else None,
+                                                    metadata)
+        full = _by_handlers(cfg, state, event, now, False, history, None)
+        if kind != "tick" and state.incident is None and not state.paused:
+            routine = _routine_ping(cfg, state, event, now, history)
+            assert routine is None or routine == full
+        state = full.state

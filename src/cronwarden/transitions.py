@@ -41,6 +41,16 @@ def step(
     incidents that open meanwhile are held and announced at its end if still open."""
     if now.tzinfo is None:
         raise IllegalEvent("now must be timezone-aware")
+    if type(event) is Ping and state.incident is None and not state.paused:
+        routine = _routine_ping(cfg, state, event, now, history)
+        if routine is not None:
+            return routine
+    return _by_handlers(cfg, state, event, now, silenced, history, maintenance_until)
+
+
+def _by_handlers(cfg: MonitorConfig, state: MonitorState, event: Event, now: datetime, silenced: bool,
+                 history: Sequence[float], maintenance_until: datetime | None) -> Decision:
+    """The step of every event, through the handlers of _Builder."""
     builder = _Builder(cfg, state, now, silenced, history, maintenance_until)
     if isinstance(event, Tick):
         builder.on_tick()
@@ -74,6 +84,49 @@ def step(
 
 _FIELDS = tuple(f.name for f in fields(MonitorState))
 _values = attrgetter(*_FIELDS)
+_LAST_PING, _LAST_SUCCESS, _LAST_END, _FAILURES, _OPEN_RUNS, _LAST_DURATION = (
+    _FIELDS.index(name) for name in
+    ("last_ping", "last_success", "last_end", "failures", "open_runs", "last_duration"))
+
+
+def _routine_ping(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: datetime,
+                  history: Sequence[float]) -> Decision | None:
+    """The step of the most common pings, worked out directly: a start with no run open,
+    and a success with no run open (a heartbeat) or one (the end of a run), that raise
+    nothing, on a monitor with no incident and no pause (the caller checks those two).
+    None for every other ping, which the handlers take. What it gives is exactly what the
+    handlers give (a property test steps random pings both ways); on a busy box this is
+    most pings, and the handlers' working copy, builder and checks cost a ping ~3x as much."""
+    kind = ping.kind
+    runs = state.open_runs
+    values = list(_values(state))
+    values[_LAST_PING] = now
+    if kind is PingKind.START:
+        if runs:
+            return None  # a repeated start, or an overlap
+        values[_OPEN_RUNS] = (OpenRun(now, ping.rid),)
+        return new_decision(_new_state(*values), (), None, ())
+    if kind is not PingKind.SUCCESS or (cfg.rules and ping.metadata):
+        return None
+    started = duration = None
+    if runs:
+        run = runs[0]
+        if len(runs) > 1 or (ping.rid is not None and ping.rid != run.rid):
+            return None
+        if cfg.max_runtime is None and _forget_after(cfg, run) <= now:
+            return None  # stale: forgotten before the end is matched
+        started = run.started_at
+        duration = (now - started).total_seconds()
+        limit = cfg.slow_after if cfg.slow_after is not None else stats.slow_threshold(history)
+        if limit is not None and duration > limit:
+            return None  # slow
+        values[_OPEN_RUNS] = ()
+        values[_LAST_DURATION] = duration
+    values[_LAST_END] = values[_LAST_SUCCESS] = now
+    values[_FAILURES] = 0
+    run_info = new_run_info(started, now, duration, 0 if ping.exit_status is None else ping.exit_status,
+                            ping.metadata, ping.rid)
+    return new_decision(_new_state(*values), (), run_info, ())
 
 
 def _copy_fields() -> Any:
