@@ -129,8 +129,9 @@ configs = st.builds(
     st.sampled_from([{"every": 60}, {"every": 3600}, {"cron": "*/5 * * * *"},
                      {"cron": "30 3 * * *", "timezone": "Europe/Riga"}]),
     st.sampled_from([0, 300]), st.sampled_from([None, 600]), st.sampled_from([None, 300]), st.sampled_from([1, 3]))
+# gaps between events, the wall clock now and then stepping back
 events = st.lists(st.tuples(st.sampled_from([*PingKind, "tick"]), st.sampled_from([None, "a", "b"]),
-                            st.integers(min_value=0, max_value=3 * 3600)), max_size=25)
+                            st.integers(min_value=-600, max_value=3 * 3600)), max_size=25)
 
 
 @PROPS
@@ -161,7 +162,7 @@ lane_configs = st.builds(
     st.sampled_from([(), (parse_rule("records == 0"),)]), st.sampled_from([1, 3]))
 lane_events = st.lists(st.tuples(st.sampled_from([*PingKind, "tick"]), st.sampled_from([None, "a", "b"]),
                                  st.sampled_from([None, 0]), st.sampled_from([None, {"records": 0}, {"records": 5}]),
-                                 st.integers(min_value=0, max_value=2 * 3600)), max_size=25)
+                                 st.integers(min_value=-600, max_value=2 * 3600)), max_size=25)
 
 
 @PROPS
