@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cronwarden.config import ConfigError, MonitorConfig, parse_config
@@ -136,6 +136,8 @@ events = st.lists(st.tuples(st.sampled_from([*PingKind, "tick"]), st.sampled_fro
 
 @PROPS
 @given(configs, events)
+@example(MonitorConfig(name="job", every=60, grace=0),  # the clock steps back between a success and a start
+         [(PingKind.SUCCESS, None, 1), (PingKind.START, None, -1), (PingKind.SUCCESS, None, 0)])
 def test_a_ping_said_to_defer_the_deadline_never_brings_it_sooner(cfg: MonitorConfig, seq: list) -> None:
     # The daemon leaves the wheel alone after such a ping (Daemon.plan): its timer, set for
     # the deadline before the ping or earlier, must still be no later than the new one.

@@ -420,16 +420,18 @@ def ping_defers_deadline(cfg: MonitorConfig, before: MonitorState, after: Monito
     and leaves fewer open runs, a log ping only hears from the job, and a start adds a run
     whose own deadline, without max_runtime and max_silence, is two periods and the grace
     away: later than the missed deadline already there. All of that holds only if the ping
-    came no earlier than what `before` records (a wall clock stepped back breaks it), so a
-    ping older than `before`'s last ping, creation or restarted clock is never said to defer.
-    (The daemon then leaves the earlier timer on the wheel: it fires, finds the deadline
-    moved, and is set again.)"""
+    came no earlier than every instant `before` records that a deadline is worked out from
+    (a wall clock stepped back breaks it), so such a ping is never said to defer. (The daemon
+    then leaves the earlier timer on the wheel: it fires, finds the deadline moved, and is
+    set again.)"""
     if before.incident is not None or after.incident is not None or before.paused or after.paused:
         return False
-    now = after.last_ping  # a ping's instant; every instant a state holds is at or before its
-    # last ping (runs start and end with pings), its creation or its restarted clock
-    if (now is None or now < before.created_at or (before.last_ping is not None and now < before.last_ping)
-            or (before.clock_from is not None and now < before.clock_from)):
+    now = after.last_ping  # the ping's instant
+    if (now is None or now < before.created_at
+            or (before.last_ping is not None and now < before.last_ping)
+            or (before.last_end is not None and now < before.last_end)
+            or (before.clock_from is not None and now < before.clock_from)
+            or any(now < run.started_at for run in before.open_runs)):
         return False
     return kind is not PingKind.START or (cfg.max_runtime is None and cfg.max_silence is None)
 
