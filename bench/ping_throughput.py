@@ -42,7 +42,7 @@ the client's ceiling).
     .venv/bin/python bench/ping_throughput.py                      # ~1.5 minutes
     .venv/bin/python bench/ping_throughput.py --duration 20 --rounds 3
     .venv/bin/python bench/ping_throughput.py --py-spy /tmp/ping.txt  # + profile
-    .venv/bin/python bench/ping_throughput.py --floor              # + the daemon without its commit
+    .venv/bin/python bench/ping_throughput.py --floor              # + no-db and minimal (see above)
 """
 
 from __future__ import annotations
@@ -492,7 +492,8 @@ def main() -> int:
                 med[label] = m
                 rows.append([mode, label, f"{m['rps']:.0f}", m["all"], f"{1e6 / m['cpu_us_per_req']:.0f}",
                              f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}",
-                             f"{100 * m['server_cpu']:.0f}%", f"{100 * m['core_busy']:.0f}%", f"{m['cpu_us_per_req']:.0f}",
+                             f"{100 * m['server_cpu']:.0f}%", f"{100 * m['core_busy']:.0f}%",
+                             f"{m['cpu_us_per_req']:.0f}",
                              f"{m['loop_us_per_req']:.0f}", f"{100 * m['sys_share']:.0f}%",
                              "" if math.isnan(m["per_commit"]) else f"{m['per_commit']:.1f}",
                              f"{100 * m['client_cpu']:.0f}%", m["errors"]])

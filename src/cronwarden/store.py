@@ -57,8 +57,8 @@ from .statements import (
 __all__ = [
     # re-exported from .schema and .statements
     "ID_TABLES", "MIGRATIONS", "SCHEMA_VERSION", "Statement", "close_incident", "close_open_incidents",
-    "insert_incident_event", "insert_new_monitors", "insert_outbox", "insert_ping", "insert_run", "mark_removed", "prune_before",
-    "prune_monitor_beyond", "prune_outbox", "record_attempt", "upsert_incident", "upsert_monitor",
+    "insert_incident_event", "insert_new_monitors", "insert_outbox", "insert_ping", "insert_run", "mark_removed",
+    "prune_before", "prune_monitor_beyond", "prune_outbox", "record_attempt", "upsert_incident", "upsert_monitor",
     # defined here
     "Store", "StoreError",
 ]

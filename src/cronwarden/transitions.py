@@ -120,7 +120,7 @@ def _routine_ping(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: date
             return None  # stale: forgotten before the end is matched
         started = run.started_at
         duration = (now - started).total_seconds()
-        limit = cfg.slow_after if cfg.slow_after is not None else stats.slow_threshold(history)
+        limit = _slow_limit(cfg, history)
         if limit is not None and duration > limit:
             return None  # slow
         values[_OPEN_RUNS] = ()
@@ -130,6 +130,12 @@ def _routine_ping(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: date
     run_info = new_run_info(started, now, duration, 0 if ping.exit_status is None else ping.exit_status,
                             ping.metadata, ping.rid)
     return new_decision(_new_state(*values), (), run_info, ())
+
+
+def _slow_limit(cfg: MonitorConfig, history: Sequence[float]) -> float | None:
+    """The duration past which a run is slow: `slow_after`, or without it 2 x the p95 of
+    recent runs (None with fewer than 10)."""
+    return cfg.slow_after if cfg.slow_after is not None else stats.slow_threshold(history)
 
 
 def _copy_fields() -> Any:
@@ -288,14 +294,13 @@ class _Builder:
         cfg, duration = self.cfg, run.duration_s
         if duration is None:
             return
-        if cfg.slow_after is not None:
-            limit: float | None = cfg.slow_after
-            why = f"slow_after {format_duration(cfg.slow_after)}"
-        else:
-            limit = stats.slow_threshold(self.history)
-            why = f"twice the p95 of the last {min(len(self.history), stats.HISTORY)} runs"
+        limit = _slow_limit(cfg, self.history)
         if limit is None or duration <= limit:
             return
+        if cfg.slow_after is not None:
+            why = f"slow_after {format_duration(cfg.slow_after)}"
+        else:
+            why = f"twice the p95 of the last {min(len(self.history), stats.HISTORY)} runs"
         incident = self.state.incident
         self.alerts.append(Alert(
             AlertKind.SLOW, self.now,
