@@ -39,6 +39,30 @@ async def test_concurrent_writes_are_group_committed(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_writes_that_arrive_over_a_few_loop_passes_share_one_commit(tmp_path: Path) -> None:
+    """As requests on new connections arrive: a few per pass of the event loop."""
+    from cronwarden.store import GATHER_BELOW, GATHER_ITERATIONS
+
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+
+    async def ping(i: int, passes: int) -> None:
+        for _ in range(passes):
+            await asyncio.sleep(0)
+        await store.write([sql.insert_ping(store.next_id("pings"), "m", float(i), "success", None, None, None,
+                                           None)])
+
+    try:
+        before = store.commits
+        await asyncio.gather(*(ping(i, i % (GATHER_ITERATIONS - 1)) for i in range(GATHER_BELOW - 1)))
+        assert store.commits - before == 1
+        before = store.commits
+        await ping(0, 0)  # a lone write is committed all the same
+        assert store.commits - before == 1
+    finally:
+        await store.close()
+
+
 async def test_the_writer_thread_keeps_nothing_of_a_committed_batch(tmp_path: Path) -> None:
     """A batch kept until the next write would be freed in front of that write: start-up's
     rows for 100,000 monitors held up the first alert burst after them by ~20 ms."""
