@@ -99,6 +99,24 @@ def test_a_generated_large_config_is_built_the_same_both_ways() -> None:
     assert len({id(m.channels) for m in built.monitors.values() if m.channels == ("ops",)}) == 1
 
 
+def test_monitors_written_alike_are_read_once_and_keep_their_own_names() -> None:
+    text = "monitors:\n" + "".join(f"  m{i}: {{every: 1h, alert_after: 2}}\n" for i in range(3))
+    built = fast(text)
+    assert built is not None and built == walk(text)
+    assert [(m.name, m.every, m.alert_after) for m in built.monitors.values()] == [
+        ("m0", 3600, 2), ("m1", 3600, 2), ("m2", 3600, 2)]
+
+
+@pytest.mark.parametrize("other", ["true", "1.0"])
+def test_a_body_equal_in_python_to_one_read_before_is_read_on_its_own(other: str) -> None:
+    # True == 1 == 1.0 in Python, and they hash alike; only 1 is a whole number here
+    text = f"monitors:\n  a: {{every: 1h, alert_after: 1}}\n  b: {{every: 1h, alert_after: {other}}}\n"
+    assert fast(text) is None
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, Path("f.yaml"))
+    assert info.value.problems == [f"f.yaml:3:31: alert_after: expected a whole number, found {other.title()}"]
+
+
 @pytest.mark.parametrize("text", [
     # keys are read as written, whatever YAML would make of them unquoted
     "monitors:\n  on: {every: 1h}\n  '1.5': {every: 1h}\n  null: {every: 1h}\n",

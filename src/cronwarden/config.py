@@ -283,8 +283,9 @@ def _build(root: yaml.Node | None, ctx: _Ctx, path: Path) -> Config | None:
         ctx.problem(root, "no 'monitors' section: nothing to watch")
     else:
         monitors_node = sections["monitors"]
+        same_body: dict[tuple[Any, ...], dict[str, Any]] | None = {} if isinstance(ctx, _DataCtx) else None
         for name, name_node, body in ctx.mapping(monitors_node, "monitors"):
-            monitor = _build_monitor(name, name_node, body, defaults, routes, channels, ctx)
+            monitor = _build_monitor(name, name_node, body, defaults, routes, channels, ctx, same_body)
             if monitor is None:
                 continue
             if monitor.key and monitor.key in keys_seen:
@@ -385,10 +386,25 @@ def _build_monitor(
     routes: dict[str, tuple[Any, yaml.Node]],
     channels: dict[str, ChannelConfig],
     ctx: _Ctx,
+    same_body: dict[tuple[Any, ...], dict[str, Any]] | None = None,
 ) -> MonitorConfig | None:
+    """`same_body`, on the fast path: the settings read from each body of plain values so
+    far. Monitors written alike (most of a big file: `{every: 1h}`, a few cron lines)
+    get the same settings, so such a body is read once; a problem is reported where it
+    is by the node walk, which passes no `same_body`."""
     if not SLUG.fullmatch(name):
         ctx.problem(name_node, f"monitor name '{name}' must be a slug matching [a-z0-9][a-z0-9_.-]*")
         return None
+    shape = None
+    if same_body is not None and type(body) is dict:
+        # (key, type, value): 1, 1.0 and true are equal and hash alike, but are not the same setting
+        shape = tuple([(key, type(value), value) for key, value in body.items()])
+        try:
+            known = same_body.get(shape)
+        except TypeError:  # a list or mapping in the body: read it on its own
+            shape = known = None
+        if known is not None:
+            return new_monitor_config(name=name, **known)
     values = _read_section(body, ctx, f"monitor '{name}'", MONITOR_KEYS)
     present = ctx.keys(body)
     if ("every" in present) == ("cron" in present):
@@ -406,7 +422,10 @@ def _build_monitor(
     if "escalate" in values:
         for step in values["escalate"][0]:
             _check_channels(step.channels, values["escalate"][1], channels, ctx, f"monitor '{name}' escalate")
-    return new_monitor_config(name=name, **kwargs)
+    monitor = new_monitor_config(name=name, **kwargs)
+    if shape is not None:
+        same_body[shape] = kwargs  # type: ignore[index]  # (shape is set only with same_body)
+    return monitor
 
 
 def _check_channels(names: tuple[str, ...], node: yaml.Node, channels: dict[str, ChannelConfig], ctx: _Ctx,
