@@ -24,6 +24,18 @@ async def test_a_new_database_is_wal_at_the_current_schema_version(tmp_path: Pat
     db.close()
 
 
+async def test_the_writer_checkpoints_the_wal_every_8000_pages(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        assert store._write is not None
+        async with store._write.execute("PRAGMA wal_autocheckpoint") as cur:
+            row = await cur.fetchone()
+            assert row is not None and tuple(row) == (8000,)
+    finally:
+        await store.close()
+
+
 async def test_concurrent_writes_are_group_committed(tmp_path: Path) -> None:
     store = Store(tmp_path / "cw.db")
     await store.open()
