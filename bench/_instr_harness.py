@@ -1,0 +1,90 @@
+"""The in-process run that instructions.py counts under callgrind (not a test module).
+
+``python bench/_instr_harness.py DIR COUNT MODE SERVER``: SERVER (``daemon``, the
+real daemon with its HTTP server and database in DIR, 2,000 ``every: 1h`` monitors;
+or ``bare``, aiohttp's ``OK`` handler on the daemon's route shape) on a loopback
+port, and 20 clients in the same process, each sending a warm-up of 150 pings and
+then COUNT more, one at a time, with keep-alive or (MODE ``close``) a new connection
+per ping. Each client has its own monitors and sends a heartbeat to half of them,
+then a start and later its ``/0`` end to the other half, so nothing raises an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+MONITORS = 2000
+CLIENTS = 20
+WARM_UP = 150
+
+
+async def client(port: int, paths: list[str], count: int, offset: int, close: bool) -> None:
+    reader = writer = None
+    header = "Connection: close\r\n" if close else ""
+    for j in range(offset, offset + count):
+        if writer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert reader is not None
+        writer.write(f"GET {paths[j % len(paths)]} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"answer {head[:40]!r}")
+        await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+        if close:
+            writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def serve_bare() -> tuple[int, object]:
+    from aiohttp import web
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    app = web.Application()
+    for method in ("GET", "POST", "HEAD"):
+        app.router.add_route(method, "/ping/{tail:.*}", ok)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, reuse_address=True)
+    await site.start()
+    return site._server.sockets[0].getsockname()[1], runner.cleanup  # type: ignore[union-attr]
+
+
+async def serve_daemon(directory: Path) -> tuple[int, object]:
+    from cronwarden.config import parse_config
+    from cronwarden.daemon import Daemon
+
+    for old in directory.glob("cw.db*"):
+        old.unlink()
+    monitors = "\n".join(f"  m{i:06d}: {{every: 1h}}" for i in range(MONITORS))
+    config = parse_config(f"server: {{listen: '127.0.0.1:0', database: cw.db}}\ndefaults: {{grace: 1h}}\n"
+                          f"monitors:\n{monitors}\n", directory / "cw.yaml")
+    daemon = Daemon(config)
+    await daemon.start()
+    assert daemon.bound is not None
+    return daemon.bound[1], daemon.stop
+
+
+async def main(directory: Path, count: int, close: bool, server: str) -> None:
+    port, stop = await (serve_daemon(directory) if server == "daemon" else serve_bare())
+    paths = []
+    for k in range(CLIENTS):
+        names = [f"m{i:06d}" for i in range(k, MONITORS, CLIENTS)]
+        beats, runs = names[0::2], names[1::2]
+        paths.append([f"/ping/{n}" for n in beats] + [f"/ping/{n}/start" for n in runs]
+                     + [f"/ping/{n}/0" for n in runs])
+    await asyncio.gather(*(client(port, p, WARM_UP, 0, close) for p in paths))  # the daemon reads each history once
+    await asyncio.gather(*(client(port, p, count, WARM_UP, close) for p in paths))
+    await stop()  # type: ignore[operator]
+
+
+if __name__ == "__main__":
+    from cronwarden.cli import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "close", sys.argv[4]))
