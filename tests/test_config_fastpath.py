@@ -107,6 +107,12 @@ def test_monitors_written_alike_are_read_once_and_keep_their_own_names() -> None
         ("m0", 3600, 2), ("m1", 3600, 2), ("m2", 3600, 2)]
 
 
+def test_past_the_limit_of_bodies_kept_monitors_are_built_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cfgmod, "SAME_BODY_LIMIT", 3)
+    text = big_config(600)
+    assert fast(text) == walk(text)
+
+
 @pytest.mark.parametrize("other", ["true", "1.0"])
 def test_a_body_equal_in_python_to_one_read_before_is_read_on_its_own(other: str) -> None:
     # True == 1 == 1.0 in Python, and they hash alike; only 1 is a whole number here

@@ -51,26 +51,53 @@ async def test_concurrent_writes_are_group_committed(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_writes_that_arrive_over_a_few_loop_passes_share_one_commit(tmp_path: Path) -> None:
-    """As requests on new connections arrive: a few per pass of the event loop."""
+def _ping_row(store: Store, i: int = 0) -> list[sql.Statement]:
+    return [sql.insert_ping(store.next_id("pings"), "m", float(i), "success", None, None, None, None)]
+
+
+@pytest.mark.parametrize("seconds", [3600.0, 0.0])
+async def test_writes_that_arrive_over_a_few_loop_passes_share_one_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """As requests on new connections arrive: a few per pass of the event loop. The
+    writer waits for them no longer than GATHER_SECONDS (here: an hour, or not at all)."""
+    from cronwarden import store as store_module
     from cronwarden.store import GATHER_BELOW, GATHER_ITERATIONS
 
+    monkeypatch.setattr(store_module, "GATHER_SECONDS", seconds)
     store = Store(tmp_path / "cw.db")
     await store.open()
 
     async def ping(i: int, passes: int) -> None:
         for _ in range(passes):
             await asyncio.sleep(0)
-        await store.write([sql.insert_ping(store.next_id("pings"), "m", float(i), "success", None, None, None,
-                                           None)])
+        await store.write(_ping_row(store, i))
 
     try:
         before = store.commits
         await asyncio.gather(*(ping(i, i % (GATHER_ITERATIONS - 1)) for i in range(GATHER_BELOW - 1)))
-        assert store.commits - before == 1
+        assert (store.commits - before == 1) is (seconds > 0)
         before = store.commits
         await ping(0, 0)  # a lone write is committed all the same
         assert store.commits - before == 1
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("gather", [True, False])
+async def test_a_write_leaves_for_its_commit_after_two_quiet_passes_or_at_once(tmp_path: Path,
+                                                                             gather: bool) -> None:
+    """Start-up queues its rows with gather=False and works out the deadlines after three
+    passes of the loop (adopt.recover): by then the rows must be in the database thread."""
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        written = store.write(_ping_row(store), gather=gather)
+        await asyncio.sleep(0)  # the writer wakes
+        await asyncio.sleep(0)
+        assert bool(store._pending) is gather  # gathering: one quiet pass so far
+        await asyncio.sleep(0)
+        assert not store._pending
+        await written
     finally:
         await store.close()
 

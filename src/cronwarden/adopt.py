@@ -96,7 +96,7 @@ async def recover(daemon: "Daemon") -> None:
     shared_states = adopter.shared
     del stored, adopter
     # The write runs in the database thread while the deadlines are worked out here.
-    written = asyncio.ensure_future(daemon.store.write(statements))
+    written = asyncio.ensure_future(daemon.store.write(statements, gather=False))
     for _ in range(3):  # let the write reach its thread (queue, writer task, thread)
         await asyncio.sleep(0)
     # Monitors share states (see Adopter) and schedules: without an incident or an open

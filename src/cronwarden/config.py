@@ -378,6 +378,11 @@ def _build_channel(name: str, name_node: yaml.Node, body: yaml.Node, ctx: _Ctx) 
     return ChannelConfig(**kwargs)
 
 
+# Bodies kept by the fast path at most: a file whose bodies are all different (each
+# with its own description, say) holds this many keys and settings, not one per monitor.
+SAME_BODY_LIMIT = 10_000
+
+
 def _build_monitor(
     name: str,
     name_node: yaml.Node,
@@ -396,7 +401,7 @@ def _build_monitor(
         ctx.problem(name_node, f"monitor name '{name}' must be a slug matching [a-z0-9][a-z0-9_.-]*")
         return None
     shape = None
-    if same_body is not None and type(body) is dict:
+    if same_body is not None and type(body) is dict and "key" not in body:  # (a key is never repeated)
         # (key, type, value): 1, 1.0 and true are equal and hash alike, but are not the same setting
         shape = tuple([(key, type(value), value) for key, value in body.items()])
         try:
@@ -423,7 +428,7 @@ def _build_monitor(
         for step in values["escalate"][0]:
             _check_channels(step.channels, values["escalate"][1], channels, ctx, f"monitor '{name}' escalate")
     monitor = new_monitor_config(name=name, **kwargs)
-    if shape is not None:
+    if shape is not None and len(same_body) < SAME_BODY_LIMIT:  # type: ignore[arg-type]
         same_body[shape] = kwargs  # type: ignore[index]  # (shape is set only with same_body)
     return monitor
 

@@ -76,10 +76,16 @@ _Item = tuple[list[Statement], "asyncio.Future[int]", bool]
 # frames, two thread hand-overs, the switches of Python's lock between the writer's thread
 # and the event loop's). With a new connection per ping (curl in a crontab) requests come
 # in a few per loop pass, and committing at once gave ~4 pings per commit; letting the loop
-# run a few passes first gives ~10 - 13, for less CPU per ping in both threads (bench/README.md).
-# With nothing else to do, a pass takes microseconds, so a lone ping is not held up.
+# run a few passes first gives ~13, for less CPU per ping in both threads (bench/README.md).
+# The writer stops waiting after two passes in a row that brought no write (a request read
+# in one pass is handled in the next: one empty pass is not the end of them; stopping there
+# gave ~6), after GATHER_ITERATIONS passes, or after GATHER_SECONDS, whichever comes first.
+# A lone ping waits two passes, microseconds when the loop has nothing else to do; under
+# load a pass takes ~0.3 - 1 ms, and a write waits at most ~5 ms more for company (with
+# 1 ms, ~7 pings per commit).
 GATHER_BELOW = 12
 GATHER_ITERATIONS = 8
+GATHER_SECONDS = 0.005
 
 # Pages the WAL file holds before a commit copies them into the database (SQLite's
 # default is 1,000). A ping dirties pages at random (its monitor's state row, its
@@ -87,6 +93,8 @@ GATHER_ITERATIONS = 8
 # page once however many times the WAL holds it, so a longer WAL writes fewer. 8,000
 # pages (~32 MB at 4 KiB) took the SQLite thread's CPU per ping from 72 - 81 to
 # 57 - 71 us in bench/sqlite_rows.py's setting (25 pings per commit, 10,000 monitors).
+# The price: the commit that crosses the mark runs a checkpoint up to 8x as long (less
+# often), and opening the file after a crash reads a WAL of up to ~32 MB.
 WAL_CHECKPOINT_PAGES = 8000
 
 
@@ -97,6 +105,7 @@ class Store:
         self._read: aiosqlite.Connection | None = None
         self._pending: list[_Item] = []  # writes waiting for the next group commit
         self._wakeup: asyncio.Future[None] | None = None  # set while the writer waits for work
+        self._hurry = False  # a write queued with gather=False: commit without waiting for others
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._ids: dict[str, int] = {}
@@ -164,11 +173,15 @@ class Store:
         self._ids[table] += 1
         return self._ids[table]
 
-    def write(self, statements: list[Statement]) -> "asyncio.Future[int]":
+    def write(self, statements: list[Statement], *, gather: bool = True) -> "asyncio.Future[int]":
         """Queue statements for the next group commit; await the answer, which
         resolves once they are committed (or raises StoreError). A plain function
         returning the future, not a coroutine: Daemon.commit awaits it directly, a
-        coroutine frame less to suspend and resume on every ping."""
+        coroutine frame less to suspend and resume on every ping. `gather=False`: the
+        commit that takes them does not wait for other writes to join (start-up's
+        rows, which the database thread writes while the deadlines are worked out)."""
+        if not gather:
+            self._hurry = True
         return self._submit(statements, counted=False)
 
     async def write_counted(self, statements: list[Statement]) -> int:
@@ -196,9 +209,8 @@ class Store:
         asyncio.Queue: a ping's write is an append (the queue's put and get cost
         more than the rest of the hand-over).
 
-        A batch of fewer than GATHER_BELOW writes first lets the event loop run up to
-        GATHER_ITERATIONS more times, to take in the writes already on their way (see
-        GATHER_BELOW)."""
+        A batch of fewer than GATHER_BELOW writes first lets the event loop run while
+        writes keep coming, to take in those already on their way (see GATHER_SECONDS)."""
         pending = self._pending
         while True:
             if not pending:
@@ -207,14 +219,27 @@ class Store:
                 self._wakeup = asyncio.get_running_loop().create_future()
                 await self._wakeup
                 continue
-            rounds = GATHER_ITERATIONS
-            while rounds and len(pending) < GATHER_BELOW:
-                rounds -= 1
-                await asyncio.sleep(0)  # one pass of the event loop: its I/O, then the handlers it woke
+            await self._gather()
+            self._hurry = False
             batch = pending[:5000]
             del pending[:5000]
             await self._commit_batch(batch)
             del batch  # free it now, not when the next batch (maybe an alert burst) replaces it
+
+    async def _gather(self) -> None:
+        """Let the event loop run while writes keep coming, for a batch of fewer than
+        GATHER_BELOW (see GATHER_SECONDS)."""
+        pending = self._pending
+        loop = asyncio.get_running_loop()
+        until = loop.time() + GATHER_SECONDS
+        rounds, quiet = GATHER_ITERATIONS, 0
+        while rounds and quiet < 2 and len(pending) < GATHER_BELOW and not self._hurry:
+            rounds -= 1
+            before = len(pending)
+            await asyncio.sleep(0)  # one pass of the event loop: its I/O, then the handlers it woke
+            quiet = quiet + 1 if len(pending) == before else 0
+            if loop.time() >= until:
+                return
 
     async def _commit_batch(self, batch: list[_Item]) -> None:
         assert self._write is not None
