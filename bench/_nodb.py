@@ -23,12 +23,12 @@ from cronwarden import store
 _write = store.Store.write
 
 
-def _write_unless_ping(self: store.Store, statements: list) -> "asyncio.Future[int]":
+def _write_unless_ping(self: store.Store, statements: list, **options: bool) -> "asyncio.Future[int]":
     if statements and statements[0][0].startswith("INSERT INTO pings "):
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         done.set_result(0)
         return done
-    return _write(self, statements)
+    return _write(self, statements, **options)
 
 
 store.Store.write = _write_unless_ping  # type: ignore[method-assign]
