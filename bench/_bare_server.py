@@ -21,9 +21,12 @@ async def ok(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
-async def serve(label: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> None:
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def start(handler: Handler) -> tuple[int, web.AppRunner]:
     """Answer the daemon's ping route shape with `handler` (and /healthz with OK) on
-    127.0.0.1, any free port, until SIGTERM or SIGINT; logs ``LABEL listening on ...``."""
+    127.0.0.1, any free port; returns the port and the runner (cleanup() stops it)."""
     app = web.Application()
     for method in ("GET", "POST", "HEAD"):
         app.router.add_route(method, "/ping/{tail:.*}", handler)
@@ -32,7 +35,12 @@ async def serve(label: str, handler: Callable[[web.Request], Awaitable[web.Respo
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, reuse_address=True)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return site._server.sockets[0].getsockname()[1], runner  # type: ignore[union-attr]
+
+
+async def serve(label: str, handler: Handler) -> None:
+    """start(handler) until SIGTERM or SIGINT; logs ``LABEL listening on ...``."""
+    port, runner = await start(handler)
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"{label} listening on http://127.0.0.1:{port} ({loop_name} event loop)", file=sys.stderr, flush=True)
     stop = asyncio.Event()

@@ -15,6 +15,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+from _bare_server import ok, run, start
+
 MONITORS = 2000
 CLIENTS = 20
 WARM_UP = 150
@@ -40,19 +42,8 @@ async def client(port: int, paths: list[str], count: int, offset: int, close: bo
 
 
 async def serve_bare() -> tuple[int, object]:
-    from aiohttp import web
-
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(text="OK")
-
-    app = web.Application()
-    for method in ("GET", "POST", "HEAD"):
-        app.router.add_route(method, "/ping/{tail:.*}", ok)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, reuse_address=True)
-    await site.start()
-    return site._server.sockets[0].getsockname()[1], runner.cleanup  # type: ignore[union-attr]
+    port, runner = await start(ok)  # ping_throughput.py's bare server
+    return port, runner.cleanup
 
 
 async def serve_daemon(directory: Path) -> tuple[int, object]:
@@ -84,7 +75,4 @@ async def main(directory: Path, count: int, close: bool, server: str) -> None:
 
 
 if __name__ == "__main__":
-    from cronwarden.cli import loop_factory
-
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "close", sys.argv[4]))
+    run(main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "close", sys.argv[4]))

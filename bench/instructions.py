@@ -49,10 +49,16 @@ def start(directory: Path, count: int, mode: str, server: str, valgrind: bool) -
     return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def instructions(proc: subprocess.Popen) -> int:
+def finished(proc: subprocess.Popen) -> str:
+    """The run's stderr, once it ended well."""
     _, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"harness failed ({proc.returncode}): {err.strip()[-500:]}")
+    return err
+
+
+def instructions(proc: subprocess.Popen) -> int:
+    err = finished(proc)
     found = REFS.findall(err)
     if not found:
         raise SystemExit(f"no instruction count in callgrind's output: {err.strip()[-300:]}")
@@ -81,10 +87,7 @@ def main() -> int:
         for mode in modes:
             for server in servers:
                 if args.check:
-                    proc = start(tmp / f"{mode}-{server}", 5, mode, server, False)
-                    _, err = proc.communicate()
-                    if proc.returncode != 0:
-                        raise SystemExit(f"harness failed: {err.strip()[-500:]}")
+                    finished(start(tmp / f"{mode}-{server}", 5, mode, server, False))
                     print(f"  {mode:9s} {server:6s} ran")
                     continue
                 runs = [start(tmp / f"{mode}-{server}-{n}", n, mode, server, True) for n in (low, high)]
