@@ -145,6 +145,24 @@ async def test_a_failed_write_raises_store_error_and_the_store_keeps_working(tmp
         await store.write([])
 
 
+async def test_none_and_bytes_are_bound_through_adapters_that_keep_them_as_they_are(tmp_path: Path) -> None:
+    # Without an adapter, sqlite3 looks one up by raising and clearing an AttributeError
+    # for each None and bytes value: the store registers adapters that skip that.
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+    body = b"\x00output\xff"
+    assert sqlite3.adapters[(bytes, sqlite3.PrepareProtocol)](body) is body
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        await asyncio.wait_for(store.write([sql.insert_ping(store.next_id("pings"), "m", 1.0, "success", None, None,
+                                                            body, None)]), 10)
+        rows = await store.fetchall("SELECT exit_status IS NULL, typeof(body), body, remote IS NULL FROM pings",
+                                    tuples=True)
+        assert rows == [(1, "blob", body, 1)]
+    finally:
+        await store.close()
+
+
 async def test_a_value_sqlite_cannot_take_fails_that_write_not_the_writer(tmp_path: Path) -> None:
     store = Store(tmp_path / "cw.db")
     await store.open()
