@@ -110,8 +110,10 @@ async def test_the_writer_thread_keeps_nothing_of_a_committed_batch(tmp_path: Pa
     store = Store(tmp_path / "cw.db")
     await store.open()
     try:
-        params = (store.next_id("pings"), "m", 1.0, "success", None, None, None, None)
-        statements = [(sql.insert_ping(*params)[0], params)]
+        statement = sql.insert_ping(store.next_id("pings"), "m", 1.0, "success", None, None, None, None)
+        params = statement[1]
+        statements = [statement]
+        del statement
         held = sys.getrefcount(params), sys.getrefcount(statements)
         await store.write(statements)
         await asyncio.sleep(0)  # the writer task's turn after the commit
