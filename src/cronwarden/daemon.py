@@ -324,7 +324,8 @@ class Daemon:
                 at, run.duration_s, run.exit_status, run.metadata, ping_id))
         new = decision.state
         if new is not state:
-            statements.append(sql.upsert_monitor(name, new.created_at.timestamp(), new.to_json()))
+            data = new.to_json(now, at)
+            statements.append(sql.upsert_monitor(name, data["created_at"], data))
         return decision, outcome
 
     def _adopt(self, name: str, decision: Decision, outcome: alerts.Outcome, now: datetime) -> None:

@@ -165,17 +165,20 @@ class MonitorState:
     pause_reason: str | None = None
     clock_from: datetime | None = None  # resume / manual resolve restart the "missed" clock here
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, now: datetime | None = None, now_ts: float = 0.0) -> dict[str, Any]:
         """The stored form. Fields at their defaults (none, zero, false, empty) are left
         out: most monitors' states are mostly defaults, and a row is written per ping
-        (from_json reads a missing key as its default, and rows written with every key)."""
+        (from_json reads a missing key as its default, and rows written with every key).
+        `now_ts`: ``now.timestamp()``, which the caller has worked out already (an aware
+        datetime's timestamp() costs as much as building the rest of the dict); used for
+        the instants that are `now` itself, as a ping's are."""
         # Written out field by field, not looped over (key, value) pairs: this runs on
         # every ping, and a ping sets last_ping, last_success and last_end to one instant.
         inc = self.incident
         data: dict[str, Any] = {"created_at": self.created_at.timestamp()}
         last_ping, last_success, last_end = self.last_ping, self.last_success, self.last_end
         if last_ping is not None:
-            data["last_ping"] = ping_ts = last_ping.timestamp()
+            data["last_ping"] = ping_ts = now_ts if last_ping is now else last_ping.timestamp()
         if last_success is not None:
             data["last_success"] = success_ts = ping_ts if last_success is last_ping else last_success.timestamp()
         if last_end is not None:
@@ -192,7 +195,8 @@ class MonitorState:
         if self.incident_count:
             data["incident_count"] = self.incident_count
         if self.open_runs:
-            data["open_runs"] = [[r.started_at.timestamp(), r.rid, r.hung] for r in self.open_runs]
+            data["open_runs"] = [[now_ts if r.started_at is now else r.started_at.timestamp(), r.rid, r.hung]
+                                 for r in self.open_runs]
         if inc is not None:
             data["incident"] = [inc.seq, inc.kind.value, inc.opened_at.timestamp(), inc.notified,
                                 inc.last_notified_at.timestamp() if inc.last_notified_at else None, inc.acked,
