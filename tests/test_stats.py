@@ -39,3 +39,21 @@ def test_the_slow_threshold_reads_the_daemons_deque_of_durations() -> None:
 
     durations = deque([float(i) for i in range(1, 101)], maxlen=50)
     assert slow_threshold(durations) == slow_threshold(list(durations))
+
+
+def test_a_history_keeps_the_last_fifty_runs_and_gives_the_threshold_of_a_plain_list() -> None:
+    import random
+
+    from cronwarden.stats import HISTORY, History
+
+    rng = random.Random(7)
+    plain: list[float] = [rng.choice([1.0, 2.5, 3.0]) for _ in range(30)]
+    history = History(plain)
+    for _ in range(500):
+        duration = rng.choice([0.5, 1.0, 2.5, 3.0, rng.uniform(0, 100)])  # repeated values as well
+        assert slow_threshold(history) == slow_threshold(plain)
+        history.append(duration)
+        plain.append(duration)
+        assert list(history) == plain[-HISTORY:] and len(history) == min(len(plain), HISTORY)
+    assert history[-1] == plain[-1] and history[0] == plain[-HISTORY]
+    assert History(range(1, 101))[0] == 51  # built from more than it keeps: the last fifty

@@ -28,7 +28,7 @@ import logging
 import operator
 import os
 import signal
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -81,7 +81,7 @@ class Daemon:
         self.adopt_config(config)
         self.ack_secret = b""
         self.incident_ids: dict[tuple[str, int], int] = {}
-        self.history: dict[str, deque[float]] = {}  # recent successful run durations, oldest first
+        self.history: dict[str, stats.History] = {}  # recent successful run durations, oldest first
         # per monitor: [pings, alerts] since start, for /metrics
         self.counters: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.wheel = TimerWheel()
@@ -402,7 +402,7 @@ class Daemon:
         if kind is not monitor.PingKind.START and kind is not monitor.PingKind.LOG and name not in self.history:
             # Read recent durations in the background: awaiting them here would let a
             # later ping of the same job (its next start) overtake this one.
-            self.history[name] = deque(maxlen=stats.HISTORY)
+            self.history[name] = stats.History()
             self._spawn(self._load_history(name))
         # Held by no one (the usual case): hold it without a coroutine call.
         claim = self._hold(name) if name not in self._inflight else await self._claim(name)
@@ -471,7 +471,7 @@ class Daemon:
             return
         current = self.history.get(name)
         if current is not None:  # durations recorded meanwhile come after the stored ones
-            self.history[name] = deque([*durations, *current], maxlen=stats.HISTORY)
+            self.history[name] = stats.History([*durations, *current])
 
     async def test_alert(self, channel: str) -> int:
         """Queue a test alert for `channel` through the outbox; returns its outbox id."""

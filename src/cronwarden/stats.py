@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from bisect import insort
+from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 HISTORY = 50  # runs considered for the automatic `slow` threshold
 MIN_HISTORY = 10  # runs needed before it applies
@@ -16,13 +18,47 @@ def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
     if not values:
         raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
+    return _ranked(sorted(values), q)
+
+
+def _ranked(ordered: Sequence[float], q: float) -> float:
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+class History(Sequence[float]):
+    """The durations of a monitor's recent successful runs, oldest first, at most HISTORY
+    of them, and the same durations kept sorted as they come (an insertion into a short
+    list): the automatic slow threshold is read at the end of every run, and sorting the
+    durations each time cost a run's end ping more than the rest of its step."""
+
+    __slots__ = ("_recent", "_ordered")
+
+    def __init__(self, durations: Iterable[float] = ()) -> None:
+        self._recent: deque[float] = deque(durations, maxlen=HISTORY)
+        self._ordered = sorted(self._recent)
+
+    def append(self, duration: float) -> None:
+        recent = self._recent
+        if len(recent) == HISTORY:
+            self._ordered.remove(recent[0])  # an equal value: which one leaves does not matter
+        recent.append(duration)
+        insort(self._ordered, duration)
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._recent)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def,override]
+        return list(self._recent)[index]
 
 
 def slow_threshold(history: Sequence[float]) -> float | None:
     """The automatic slow threshold (2 x p95), or None with fewer than 10 runs."""
+    if type(history) is History:
+        ordered = history._ordered
+        return SLOW_FACTOR * _ranked(ordered, 95) if len(ordered) >= MIN_HISTORY else None
     if len(history) < MIN_HISTORY:
         return None
     return SLOW_FACTOR * percentile(list(history)[-HISTORY:], 95)  # a deque has no slices
