@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from . import fastjson
 from . import store as sql
@@ -22,15 +22,16 @@ LOG_TAIL_BYTES = 4096
 HOST = socket.gethostname()
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one decision adds to a write, and what to do after the commit."""
 
     statements: list[Statement] = field(default_factory=list)
     # the outbox rows these statements insert, with their payloads, for the channels'
-    # workers once committed (see ChannelWorker.offer)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
-    logged: list[dict[str, Any]] = field(default_factory=list)  # alerts with no channel: log them
+    # workers once committed (see ChannelWorker.offer); apply_alerts gives lists, a
+    # decision with no alert the empty tuple (no lists to build on every ping)
+    outbox: Sequence[dict[str, Any]] = ()
+    logged: Sequence[dict[str, Any]] = ()  # alerts with no channel: log them
     alerts: int = 0  # alerts this decision raised (sent or recorded), for /metrics
     monitor: str = ""  # whose state the statements change
 
@@ -102,7 +103,9 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
                  suppressed: list[str] | None = None, ack_url: Callable[[int], str] | None = None) -> Outcome:
     """Statements for `decision`'s alerts. `suppressed`: monitors that depend on this
     one and are down meanwhile; their alerts were not sent, so this one lists them."""
-    out = Outcome(alerts=len(decision.alerts), monitor=cfg.name)
+    outbox: list[dict[str, Any]] = []
+    logged: list[dict[str, Any]] = []
+    out = Outcome(outbox=outbox, logged=logged, alerts=len(decision.alerts), monitor=cfg.name)
     at = now.timestamp()
     for alert in decision.alerts:
         incident_id = None
@@ -126,14 +129,14 @@ def apply_alerts(store: Store, config: Config, cfg: MonitorConfig, decision: Dec
             continue  # recorded in the incident only: no payload to build
         payload = build_payload(config, cfg, alert, incident_id, decision, output, suppressed, ack_url)
         if not channels:
-            out.logged.append(payload)
+            logged.append(payload)
             continue
         encoded = fastjson.dumps(payload)
         event = alert.kind.value
         for channel in channels:
             outbox_id = store.next_id("outbox")
             out.statements.append(sql.insert_outbox(outbox_id, channel, cfg.name, incident_id, event, encoded, at))
-            out.outbox.append({"id": outbox_id, "channel": channel, "monitor": cfg.name, "incident_id": incident_id,
+            outbox.append({"id": outbox_id, "channel": channel, "monitor": cfg.name, "incident_id": incident_id,
                                "event": event, "payload": payload, "created_at": at, "attempts": 0})
     for note in decision.notes:
         key = (cfg.name, note.incident_seq) if note.incident_seq is not None else None

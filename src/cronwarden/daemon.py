@@ -361,7 +361,7 @@ class Daemon:
         plan() already advanced is put back from the database, so an incident opened
         in memory whose alert rows never landed is raised again (on the next Tick
         or ping) instead of being lost."""
-        statements = [s for o in outcomes for s in o.statements]
+        statements = outcomes[0].statements if len(outcomes) == 1 else [s for o in outcomes for s in o.statements]
         if statements:
             try:
                 await self.store.write(statements)
@@ -419,7 +419,7 @@ class Daemon:
                 raise UnknownMonitor(name)  # removed by a reload while it waited
             now = self.clock.now()
             event = monitor.new_ping(kind, rid, exit_status, metadata)
-            _, outcome = self.plan(name, event, now, (kind.value, exit_status, rid, body or None, remote), body)
+            _, outcome = self.plan(name, event, now, (kind._value_, exit_status, rid, body or None, remote), body)
             self.stats.pings += 1
             self.counters[name][0] += 1
             await self.commit([outcome])
