@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import os
 import re
@@ -48,7 +49,11 @@ SOURCE: Path | None = None  # a cronwarden source tree to run instead of the ins
 
 
 def use_source(path: str | None) -> str:
-    """Run daemons from `path` (a dir holding cronwarden/, e.g. `git archive HEAD src | tar -x`)."""
+    """Run daemons from `path` (a dir holding cronwarden/, e.g. `git archive HEAD src | tar -x`).
+
+    Either way the measured tree is compiled to bytecode first, as ``pip install .`` leaves
+    an installed cronwarden. Run from a source tree, each daemon would otherwise compile
+    every module as it starts where PYTHONDONTWRITEBYTECODE is set (~0.2 s of start-up)."""
     global SOURCE
     if path:
         src = Path(path).resolve()
@@ -57,6 +62,7 @@ def use_source(path: str | None) -> str:
         if not (src / "cronwarden" / "__init__.py").exists():
             raise SystemExit(f"--src {path}: no cronwarden package there")
         SOURCE = src
+    compileall.compile_dir(SOURCE or REPO / "src", quiet=1)
     return describe_source()
 
 
