@@ -155,3 +155,24 @@ def test_what_a_step_builds_quickly_is_what_the_constructors_build() -> None:
         draft.failures = state.failures + 1
         changed = draft.freeze()
         assert type(changed) is MonitorState and changed == replace(state, failures=state.failures + 1)
+
+
+def test_the_timestamp_a_caller_passes_for_now_gives_the_same_stored_form() -> None:
+    from cronwarden.monitor import new_state
+
+    now = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    equal = datetime.fromtimestamp(now.timestamp(), timezone.utc)  # equal, not the same object
+    earlier = now - timedelta(minutes=5)
+    base = new_state(now - timedelta(days=1))
+    states = [
+        base,
+        replace(base, last_ping=now, last_success=now, last_end=now, last_duration=1.0),
+        replace(base, last_ping=now, last_success=earlier, last_end=equal),
+        replace(base, last_ping=equal, open_runs=(OpenRun(now, "a"), OpenRun(earlier, None), OpenRun(equal, "b"))),
+        replace(base, last_ping=now, open_runs=(OpenRun(now, None),)),
+    ]
+    for state in states:
+        assert state.to_json(now, now.timestamp()) == state.to_json()
+    # without `now`, a run with no start is not taken for one that started at it
+    with pytest.raises(AttributeError):
+        replace(base, open_runs=(OpenRun(None, "r"),)).to_json()  # type: ignore[arg-type]

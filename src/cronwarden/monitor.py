@@ -195,8 +195,8 @@ class MonitorState:
         if self.incident_count:
             data["incident_count"] = self.incident_count
         if self.open_runs:
-            data["open_runs"] = [[now_ts if r.started_at is now else r.started_at.timestamp(), r.rid, r.hung]
-                                 for r in self.open_runs]
+            data["open_runs"] = [[now_ts if r.started_at is now and now is not None else r.started_at.timestamp(),
+                                  r.rid, r.hung] for r in self.open_runs]
         if inc is not None:
             data["incident"] = [inc.seq, inc.kind.value, inc.opened_at.timestamp(), inc.notified,
                                 inc.last_notified_at.timestamp() if inc.last_notified_at else None, inc.acked,
