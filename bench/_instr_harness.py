@@ -7,6 +7,9 @@ port, and 20 clients in the same process, each sending a warm-up of 150 pings an
 then COUNT more, one at a time, with keep-alive or (MODE ``close``) a new connection
 per ping. Each client has its own monitors and sends a heartbeat to half of them,
 then a start and later its ``/0`` end to the other half, so nothing raises an alert.
+MODE ``direct`` (daemon only) has the clients call ``Daemon.ping`` with the same pings,
+no HTTP: the daemon's own path, writer and database thread included, for changes
+too small for the HTTP runs' ±1 – 2%.
 """
 
 from __future__ import annotations
@@ -41,12 +44,23 @@ async def client(port: int, paths: list[str], count: int, offset: int, close: bo
         writer.close()
 
 
-async def serve_bare() -> tuple[int, object]:
+async def serve_bare() -> tuple[int, object, None]:
     port, runner = await start(ok)  # ping_throughput.py's bare server
-    return port, runner.cleanup
+    return port, runner.cleanup, None
 
 
-async def serve_daemon(directory: Path) -> tuple[int, object]:
+async def call_daemon(daemon: object, paths: list[str], count: int, offset: int) -> None:
+    """A client of MODE direct: the pings of `paths`, through Daemon.ping."""
+    from cronwarden.http import parse_ping_path
+
+    targets = [parse_ping_path(path.removeprefix("/ping/"), None) for path in paths]
+    for j in range(offset, offset + count):
+        target = targets[j % len(targets)]
+        await daemon.ping(target.ident, target.kind, exit_status=target.exit_status,  # type: ignore[attr-defined]
+                          body=b"", remote="127.0.0.1")
+
+
+async def serve_daemon(directory: Path) -> tuple[int, object, object]:
     from cronwarden.config import parse_config
     from cronwarden.daemon import Daemon
 
@@ -58,21 +72,29 @@ async def serve_daemon(directory: Path) -> tuple[int, object]:
     daemon = Daemon(config)
     await daemon.start()
     assert daemon.bound is not None
-    return daemon.bound[1], daemon.stop
+    return daemon.bound[1], daemon.stop, daemon
 
 
-async def main(directory: Path, count: int, close: bool, server: str) -> None:
-    port, stop = await (serve_daemon(directory) if server == "daemon" else serve_bare())
+async def main(directory: Path, count: int, mode: str, server: str) -> None:
+    if mode == "direct" and server != "daemon":
+        raise SystemExit("MODE direct calls the daemon: SERVER must be daemon")
+    port, stop, daemon = await (serve_daemon(directory) if server == "daemon" else serve_bare())
     paths = []
     for k in range(CLIENTS):
         names = [f"m{i:06d}" for i in range(k, MONITORS, CLIENTS)]
         beats, runs = names[0::2], names[1::2]
         paths.append([f"/ping/{n}" for n in beats] + [f"/ping/{n}/start" for n in runs]
                      + [f"/ping/{n}/0" for n in runs])
+    if mode == "direct":
+        await asyncio.gather(*(call_daemon(daemon, p, WARM_UP, 0) for p in paths))
+        await asyncio.gather(*(call_daemon(daemon, p, count, WARM_UP) for p in paths))
+        await stop()  # type: ignore[operator]
+        return
+    close = mode == "close"
     await asyncio.gather(*(client(port, p, WARM_UP, 0, close) for p in paths))  # the daemon reads each history once
     await asyncio.gather(*(client(port, p, count, WARM_UP, close) for p in paths))
     await stop()  # type: ignore[operator]
 
 
 if __name__ == "__main__":
-    run(main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "close", sys.argv[4]))
+    run(main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]))

@@ -15,9 +15,11 @@ daemon's cost more (its working set is larger), so the wall-clock ratio is lower
 
 Needs valgrind (Debian: ``apt-get install valgrind``); ~2 minutes per cell, the two
 runs of a cell in parallel. ``--check`` runs the harness once per cell without
-valgrind, with a few pings (what bench/smoke runs).
+valgrind, with a few pings (what bench/smoke runs). Mode ``direct`` (daemon only)
+counts ``Daemon.ping`` called by the clients with the same pings and no HTTP: the
+daemon's own path with its writer and database thread, within ~1% between runs.
 
-    python bench/instructions.py                       # keepalive and close, bare and daemon
+    python bench/instructions.py                       # keepalive and close, bare and daemon; direct
     python bench/instructions.py --modes keepalive --servers daemon --src /tmp/snap
 """
 
@@ -67,7 +69,7 @@ def instructions(proc: subprocess.Popen) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--modes", default="keepalive,close")
+    ap.add_argument("--modes", default="keepalive,close,direct")
     ap.add_argument("--servers", default="bare,daemon")
     ap.add_argument("--counts", default="150,300", help="pings per client in the two runs (default 150,300)")
     ap.add_argument("--check", action="store_true", help="run the harness without valgrind, a few pings per cell")
@@ -86,6 +88,8 @@ def main() -> int:
     try:
         for mode in modes:
             for server in servers:
+                if mode == "direct" and server != "daemon":
+                    continue  # no HTTP: only the daemon has a ping path to call
                 if args.check:
                     finished(start(tmp / f"{mode}-{server}", 5, mode, server, False))
                     print(f"  {mode:9s} {server:6s} ran")
