@@ -346,3 +346,37 @@ async def test_writes_queued_before_close_are_committed_by_it(tmp_path: Path) ->
         assert row is not None and row["n"] == 3
     finally:
         await store.close()
+
+
+def test_the_shorter_ping_and_run_texts_store_the_rows_the_full_ones_do(tmp_path: Path) -> None:
+    """insert_ping and insert_run leave out the columns that are None: the rows are the
+    same as the full INSERT's, NULLs included, for every mix of None and values."""
+    import itertools
+
+    from cronwarden import statements
+    from cronwarden.schema import MIGRATIONS
+
+    db = sqlite3.connect(tmp_path / "rows.db")
+    for version in sorted(MIGRATIONS):
+        db.executescript(MIGRATIONS[version])
+    pid = 0
+    for exit_status, rid, body, remote in itertools.product((None, 0, 3), (None, "r1"), (None, b"", b"out"),
+                                                            (None, "10.0.0.1")):
+        for text, params in (sql.insert_ping(pid + 1, "m", 1.5, "success", exit_status, rid, body, remote),
+                             (statements._PING, (pid + 2, "m", 1.5, "success", exit_status, rid, body, remote))):
+            db.execute(text, params)
+        pid += 2
+    for rid, started, duration, exit_status, metadata, ping_id in itertools.product(
+            (None, "r1"), (None, 1.0), (None, 0.5), (None, 0), (None, {}, {"rows": 3}), (None, 7)):
+        for text, params in (sql.insert_run(pid + 1, "m", rid, started, 2.0, duration, exit_status, metadata, ping_id),
+                             (statements._RUN, (pid + 2, "m", rid, started, 2.0, duration, exit_status,
+                                                None if metadata is None else statements.dumps(metadata), ping_id))):
+            db.execute(text, params)
+        pid += 2
+    for table in ("pings", "runs"):
+        columns = [d[0] for d in db.execute(f"SELECT * FROM {table} LIMIT 0").description][1:]  # all but id
+        rows = db.execute(f"SELECT {', '.join(columns)}, {', '.join(f'typeof({c})' for c in columns)} "
+                          f"FROM {table} ORDER BY id").fetchall()
+        assert len(rows) > 2 and len(rows) % 2 == 0
+        assert rows[0::2] == rows[1::2]  # values and their SQLite types, the short text's row first
+    db.close()
