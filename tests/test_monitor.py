@@ -422,3 +422,18 @@ def test_the_routine_lane_answers_as_the_handlers_do(cfg: MonitorConfig, before:
     assert step(cfg, state, ping, at(4000)) == _by_handlers(cfg, state, ping, at(4000), False, (), None)
     if routine is not None:
         assert routine == _by_handlers(cfg, state, ping, at(4000), False, (), None)
+
+
+def test_a_plain_pings_event_is_made_once_and_equals_a_new_one() -> None:
+    from cronwarden.monitor import Ping, PingKind, new_ping, ping_event
+
+    for kind in PingKind:
+        for code in (None, 0, 1, 255):
+            event = ping_event(kind, None, code, None)
+            assert type(event) is Ping and event == Ping(kind, None, code, None)
+            assert ping_event(kind, None, code, None) is event  # the same object each time
+    # with a rid, metadata or an exit status outside 0-255, a new one
+    for args in ((PingKind.START, "run-1", None, None), (PingKind.SUCCESS, None, 0, {"rows": 3}),
+                 (PingKind.FAIL, None, 300, None), (PingKind.SUCCESS, None, -1, None)):
+        event = ping_event(*args)
+        assert event == Ping(*args) == new_ping(*args) and event is not ping_event(*args)

@@ -308,8 +308,10 @@ class Daemon:
         """The step and every statement of the change, from `state`; changes nothing in
         memory but `incident_ids` (the incidents it opens) and the store's id counters."""
         history = self.history.get(name, ())  # read by step(), appended to only after it
-        decision = transitions.step(cfg, state, event, now, silenced=self.silenced(cfg),
-                                    history=history, maintenance_until=self._maintenance(name, now))
+        # (the two keyword arguments are worked out inline for most monitors: no call)
+        decision = transitions.step(cfg, state, event, now, silenced=bool(cfg.depends_on) and self.silenced(cfg),
+                                    history=history,
+                                    maintenance_until=self._maintenance(name, now) if name in self.windows else None)
         if decision.alerts or decision.notes:
             output = alerts.tail(body) if decision.alerts else ""
             dependents = self.dependents.get(name)
@@ -418,7 +420,7 @@ class Daemon:
             if name not in self.states:
                 raise UnknownMonitor(name)  # removed by a reload while it waited
             now = self.clock.now()
-            event = monitor.new_ping(kind, rid, exit_status, metadata)
+            event = monitor.ping_event(kind, rid, exit_status, metadata)
             _, outcome = self.plan(name, event, now, (kind._value_, exit_status, rid, body or None, remote), body)
             self.stats.pings += 1
             self.counters[name][0] += 1
