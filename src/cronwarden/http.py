@@ -71,6 +71,11 @@ def parse_ping_path(tail: str, ping_key: str | None) -> PingTarget:
 
     Forms: ``NAME``, ``NAME/ACTION``, ``PING_KEY/NAME``, ``PING_KEY/NAME/ACTION``
     (where a monitor has a ``key``, the UUID stands in for NAME)."""
+    return _new_target(*split_ping_path(tail, ping_key))
+
+
+def split_ping_path(tail: str, ping_key: str | None) -> tuple[str, PingKind, int | None]:
+    """parse_ping_path's fields as a plain tuple (what the ping handler reads: no object to build)."""
     parts = tail.split("/")
     if parts and parts[-1] == "" and len(parts) > 1:
         parts.pop()  # tolerate one trailing slash
@@ -81,7 +86,7 @@ def parse_ping_path(tail: str, ping_key: str | None) -> PingTarget:
     if len(parts) > 2:
         raise PingPathError("too many path segments: use /ping/NAME or /ping/NAME/ACTION", 404)
     kind, code = parse_action(parts[1] if len(parts) == 2 else "")
-    return _new_target(parts[0], kind, code)
+    return parts[0], kind, code
 
 
 async def read_tail(request: web.BaseRequest, limit: int) -> bytes:
@@ -125,18 +130,18 @@ async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> 
                                              f"{server.rate_limit}/s (server.rate_limit)\n",
                             headers={"Retry-After": str(max(1, round(wait)))})
     try:
-        target = parse_ping_path(tail, server.ping_key)
+        ident, kind, exit_status = split_ping_path(tail, server.ping_key)
     except PingPathError as exc:
         return _text(exc.status, str(exc))
-    name = daemon.resolve(target.ident)
+    name = daemon.resolve(ident)
     if name is None:
-        return _text(404, f"unknown monitor '{target.ident[:80]}': no monitor or key of that name in the config")
+        return _text(404, f"unknown monitor '{ident[:80]}': no monitor or key of that name in the config")
     rid = (request.query.get("rid") or None) if request.query_string else None
     if rid is not None and len(rid) > MAX_RID:
         return _text(400, f"rid is longer than {MAX_RID} characters")
     body = await read_tail(request, server.max_body) if request.body_exists else b""
     metadata = None
-    if body and target.kind in (PingKind.SUCCESS, PingKind.FAIL) and request.content_type == "application/json":
+    if body and kind in (PingKind.SUCCESS, PingKind.FAIL) and request.content_type == "application/json":
         truncated = request.content_length is not None and request.content_length > len(body)
         if not truncated:
             # Healthchecks clients send plain output labelled application/json, and
@@ -149,7 +154,7 @@ async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> 
             if isinstance(parsed, dict):
                 metadata = parsed
     try:
-        await daemon.ping(name, target.kind, exit_status=target.exit_status, rid=rid, metadata=metadata,
+        await daemon.ping(name, kind, exit_status=exit_status, rid=rid, metadata=metadata,
                           body=body, remote=remote)
     except StoreError as exc:
         return _text(503, f"ping not recorded: {exc}")
