@@ -308,10 +308,8 @@ class Daemon:
         """The step and every statement of the change, from `state`; changes nothing in
         memory but `incident_ids` (the incidents it opens) and the store's id counters."""
         history = self.history.get(name, ())  # read by step(), appended to only after it
-        # (the two keyword arguments are worked out inline for most monitors: no call)
-        decision = transitions.step(cfg, state, event, now, silenced=bool(cfg.depends_on) and self.silenced(cfg),
-                                    history=history,
-                                    maintenance_until=self._maintenance(name, now) if name in self.windows else None)
+        decision = transitions.step(cfg, state, event, now, silenced=self.silenced(cfg),
+                                    history=history, maintenance_until=self._maintenance(name, now))
         if decision.alerts or decision.notes:
             output = alerts.tail(body) if decision.alerts else ""
             dependents = self.dependents.get(name)
