@@ -158,3 +158,38 @@ async def test_a_remote_client_past_rate_limit_gets_429_with_retry_after_and_not
             assert await d.store.ping_count("job") == 5
     finally:
         await d.stop()
+
+
+async def test_a_ping_that_fails_unexpectedly_gets_500_and_the_next_ping_is_answered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A fault inside the ping path (here: Daemon.ping raising) is answered 500 with a
+    one-line reason, on the fast path and through the route alike, and the daemon goes
+    on answering pings."""
+    import aiohttp
+
+    from cronwarden.config import parse_config
+    from cronwarden.daemon import Daemon
+
+    d = Daemon(parse_config("server: {listen: '127.0.0.1:0', database: cw.db}\n"
+                            "monitors: {job: {every: 1h}, boom: {every: 1h}}\n", tmp_path / "c.yaml"))
+    await d.start()
+    real_ping = d.ping
+
+    async def faulty(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "boom":
+            raise RuntimeError("a bug")
+        return await real_ping(name, *args, **kwargs)
+
+    d.ping = faulty  # type: ignore[method-assign]
+    assert d.bound is not None
+    url = f"http://127.0.0.1:{d.bound[1]}/ping"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/boom") as resp:  # the fast path
+                assert (resp.status, await resp.text()) == (500, "internal error; see the daemon's log\n")
+            async with session.post(f"{url}/boom", data=b"x", headers={"Expect": "100-continue"}) as resp:  # routed
+                assert (resp.status, await resp.text()) == (500, "internal error; see the daemon's log\n")
+            async with session.get(f"{url}/job/start") as resp:
+                assert (resp.status, await resp.text()) == (200, "OK")
+        assert await d.store.ping_count("job") == 1 and await d.store.ping_count("boom") == 0
+    finally:
+        await d.stop()

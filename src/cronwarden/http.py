@@ -70,6 +70,11 @@ def parse_ping_path(tail: str, ping_key: str | None) -> PingTarget:
 
 def split_ping_path(tail: str, ping_key: str | None) -> tuple[str, PingKind, int | None]:
     """parse_ping_path's fields as a plain tuple (what the ping handler reads: no object to build)."""
+    if ping_key is None:  # the usual form first: NAME or NAME/ACTION, an action of the table
+        name, _, action = tail.partition("/")
+        known = _ACTIONS.get(action)
+        if known is not None and name:
+            return name, known[0], known[1]
     parts = tail.split("/")
     if parts and parts[-1] == "" and len(parts) > 1:
         parts.pop()  # tolerate one trailing slash
@@ -114,47 +119,53 @@ def _no_constant(name: str) -> None:
 
 
 async def answer_ping(daemon: "Daemon", request: web.BaseRequest, tail: str) -> web.Response:
-    """Record the ping `tail` (what follows /ping/) names and answer it."""
-    server = daemon.config.server
-    limiter = daemon.limiter
-    remote = request.remote
-    if not limiter.allow(remote, time.monotonic()):
-        wait = limiter.retry_after(remote or "")
-        return web.Response(status=429, text=f"too many pings from {remote}: at most "
-                                             f"{server.rate_limit}/s (server.rate_limit)\n",
-                            headers={"Retry-After": str(max(1, round(wait)))})
+    """Record the ping `tail` (what follows /ping/) names and answer it. Any unexpected error
+    is answered 500 here: the fast path (with_fast_pings) has no middleware around it."""
     try:
-        ident, kind, exit_status = split_ping_path(tail, server.ping_key)
-    except PingPathError as exc:
-        return _text(exc.status, str(exc))
-    name = daemon.resolve(ident)
-    if name is None:
-        return _text(404, f"unknown monitor '{ident[:80]}': no monitor or key of that name in the config")
-    rid = (request.query.get("rid") or None) if request.query_string else None
-    if rid is not None and len(rid) > MAX_RID:
-        return _text(400, f"rid is longer than {MAX_RID} characters")
-    body = await read_tail(request, server.max_body) if request.body_exists else b""
-    metadata = None
-    if body and kind in (PingKind.SUCCESS, PingKind.FAIL) and request.content_type == "application/json":
-        truncated = request.content_length is not None and request.content_length > len(body)
-        if not truncated:
-            # Healthchecks clients send plain output labelled application/json, and
-            # Healthchecks keeps it: so does cronwarden. Only a JSON object is metadata.
-            try:
-                parsed = json.loads(body, parse_constant=_no_constant)
-            except (ValueError, UnicodeDecodeError):
-                parsed = None
-                log.info("ping for %s: body labelled JSON is not JSON; kept as output, no metadata", name)
-            if isinstance(parsed, dict):
-                metadata = parsed
-    try:
-        await daemon.ping(name, kind, exit_status=exit_status, rid=rid, metadata=metadata,
-                          body=body, remote=remote)
-    except StoreError as exc:
-        return _text(503, f"ping not recorded: {exc}")
-    except KeyError:  # daemon.UnknownMonitor: removed by a reload meanwhile
-        return _text(404, f"unknown monitor '{name}': it was removed from the config")
-    return _text(200, "OK")
+        server = daemon.config.server
+        limiter = daemon.limiter
+        remote = request.remote
+        if not limiter.allow(remote, time.monotonic()):
+            wait = limiter.retry_after(remote or "")
+            return web.Response(status=429, text=f"too many pings from {remote}: at most "
+                                                 f"{server.rate_limit}/s (server.rate_limit)\n",
+                                headers={"Retry-After": str(max(1, round(wait)))})
+        try:
+            ident, kind, exit_status = split_ping_path(tail, server.ping_key)
+        except PingPathError as exc:
+            return _text(exc.status, str(exc))
+        name = daemon.resolve(ident)
+        if name is None:
+            return _text(404, f"unknown monitor '{ident[:80]}': no monitor or key of that name in the config")
+        rid = (request.query.get("rid") or None) if request.query_string else None
+        if rid is not None and len(rid) > MAX_RID:
+            return _text(400, f"rid is longer than {MAX_RID} characters")
+        body = await read_tail(request, server.max_body) if request.body_exists else b""
+        metadata = None
+        if body and kind in (PingKind.SUCCESS, PingKind.FAIL) and request.content_type == "application/json":
+            truncated = request.content_length is not None and request.content_length > len(body)
+            if not truncated:
+                # Healthchecks clients send plain output labelled application/json, and
+                # Healthchecks keeps it: so does cronwarden. Only a JSON object is metadata.
+                try:
+                    parsed = json.loads(body, parse_constant=_no_constant)
+                except (ValueError, UnicodeDecodeError):
+                    parsed = None
+                    log.info("ping for %s: body labelled JSON is not JSON; kept as output, no metadata", name)
+                if isinstance(parsed, dict):
+                    metadata = parsed
+        try:
+            await daemon.ping(name, kind, exit_status=exit_status, rid=rid, metadata=metadata,
+                              body=body, remote=remote)
+        except StoreError as exc:
+            return _text(503, f"ping not recorded: {exc}")
+        except KeyError:  # daemon.UnknownMonitor: removed by a reload meanwhile
+            return _text(404, f"unknown monitor '{name}': it was removed from the config")
+        return _text(200, "OK")
+    except web.HTTPException:
+        raise  # aiohttp answers it with its own status, as it does for every handler
+    except Exception:
+        return _internal_error(request)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -193,15 +204,14 @@ def with_fast_pings(app_handler: Callable[[web.BaseRequest], Awaitable[web.Strea
     request with an ``Expect`` header takes the route, which answers it (``100
     Continue`` before a large body, 417 for what it cannot meet)."""
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        # A plain function returning the awaitable aiohttp awaits: no coroutine frame of its
+        # own to resume on every ping's way back from its commit.
         if request.method in PING_METHODS and "Expect" not in request.headers:
             path = request.path
             if path.startswith(PING_PREFIX):
-                try:
-                    return await answer_ping(daemon, request, path[len(PING_PREFIX):])
-                except Exception:
-                    return _internal_error(request)
-        return await app_handler(request)
+                return answer_ping(daemon, request, path[len(PING_PREFIX):])
+        return app_handler(request)
 
     return handle
 
