@@ -448,7 +448,7 @@ def ping_defers_deadline(cfg: MonitorConfig, before: MonitorState, after: Monito
             or (before.last_ping is not None and now < before.last_ping)
             or (before.last_end is not None and now < before.last_end)
             or (before.clock_from is not None and now < before.clock_from)
-            or any(now < run.started_at for run in before.open_runs)):
+            or (before.open_runs and any(now < run.started_at for run in before.open_runs))):
         return False
     return kind is not PingKind.START or (cfg.max_runtime is None and cfg.max_silence is None)
 
