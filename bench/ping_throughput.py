@@ -34,13 +34,20 @@ daemon is what cronwarden's own per-ping work costs.
 Modes: ``keepalive`` (one connection carries many pings) and ``close`` (a new
 TCP connection per ping, ``Connection: close``, as ``curl`` in a crontab does).
 
+Rounds: in each mode the servers take turns, one ``--duration`` run each, ``--rounds``
+times. This machine's speed swings by a third within seconds (adjacent 3-s runs of
+the bare server alone gave 8,200 and 15,600 req/s), so a server measured in one
+phase and the other in the next can differ by that much for no reason of their own.
+The ratio reported is the median of the rounds' ratios, each from two runs seconds
+apart; the table lists each round's.
+
 Load generator: ``wrk`` (one thread, ``--connections`` connections, a Lua
 script that rotates the paths) when it is installed, else ``_pyload.py``
 (raw asyncio client in its own process; much slower, the bare figure is then
 the client's ceiling).
 
-    .venv/bin/python bench/ping_throughput.py                      # ~1.5 minutes
-    .venv/bin/python bench/ping_throughput.py --duration 20 --rounds 3
+    .venv/bin/python bench/ping_throughput.py                      # ~1.7 minutes
+    .venv/bin/python bench/ping_throughput.py --duration 5 --rounds 8
     .venv/bin/python bench/ping_throughput.py --py-spy /tmp/ping.txt  # + profile
     .venv/bin/python bench/ping_throughput.py --floor              # + no-db and minimal (see above)
 """
@@ -355,9 +362,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--monitors", type=int, default=10_000)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measured run (default 5)")
-    ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
-    ap.add_argument("--rounds", type=int, default=2, help="measured runs per server and mode (median reported)")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per measured run (default 3)")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each server's"
+                    " first run in each mode")
+    ap.add_argument("--rounds", type=int, default=4, help="measured runs per server and mode, the servers taking"
+                    " turns (default 4; the ratio is the median of each round's ratio)")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--modes", default="keepalive,close", help="comma list of keepalive, close")
     ap.add_argument("--serial", type=float, default=2.0, help="seconds of one-connection, one-at-a-time load per "
@@ -385,7 +394,7 @@ def main() -> int:
     kind = args.loadgen
     if kind == "auto":
         kind = "wrk" if shutil.which("wrk") else "python"
-    per_run = args.duration + args.warmup + 1.5 + args.wait_quiet
+    per_run = args.duration + 1.5 + args.wait_quiet + args.warmup / max(1, args.rounds)
     prime_budget = args.prime if args.prime is not None else args.monitors * 1.5 / 1500
     servers_n = 4 if args.floor else 2
     budget = args.max_seconds or (60 + prime_budget * (servers_n - 1) + len(modes) * servers_n * args.rounds * per_run
@@ -439,7 +448,8 @@ def main() -> int:
             for rnd in range(args.rounds):
                 for label, proc in servers:
                     c.log(f"  {mode:9s} round {rnd + 1}/{args.rounds} {label:6s} ...")
-                    r = measure(load, proc, label, close, args.duration, args.warmup, args.wait_quiet)
+                    r = measure(load, proc, label, close, args.duration, args.warmup if rnd == 0 else 0.0,
+                                args.wait_quiet)
                     results.setdefault((mode, label), []).append(r)
                     c.log(f"    {r['rps']:9.0f} req/s  server CPU {100 * r['server_cpu']:.0f}%  "
                           f"core busy {100 * r['core_busy']:.0f}%  errors {r['errors']}  non-2xx {r['non2xx']}")
@@ -468,11 +478,14 @@ def main() -> int:
         print(f"\ncronwarden ping throughput  ({time.strftime('%Y-%m-%d %H:%M')}, {c.machine_line()})")
         gen = "wrk, 1 thread" if kind == "wrk" else "_pyload.py, 1 process"
         print(f"servers on CPU {args.server_cpu}, load generator ({gen}, {args.connections} connections)"
-              f" on CPU {args.client_cpu}; {args.monitors} monitors; {args.rounds} x {args.duration:.0f}s runs"
-              f" per cell (median); database in {workdir} ({_fstype(workdir)})")
+              f" on CPU {args.client_cpu}; {args.monitors} monitors; {args.rounds} rounds of {args.duration:.0f}s"
+              f" runs, the servers taking turns in each; database in {workdir} ({_fstype(workdir)})")
         print(f"code: {source}")
         print(f"background load before the run: {background}")
-        print("req/s: answered (2xx) per wall second, median of the runs; req/CPU-s: answered per second of the"
+        print("req/s: answered (2xx) per wall second, median of the runs; ratio: median of the rounds' ratios (each"
+              " round's runs are seconds apart, so a slow or quick phase of the machine meets both servers),"
+              " each round's under 'runs';\n"
+              "req/CPU-s: answered per second of the"
               " server's CPU time (capacity of one core, robust to other load on the machine);\n"
               "srv CPU: the server process (all threads) per wall second; core busy: the whole server core;"
               " CPU us/req: server CPU time per answered request (of it sys: kernel share);\n"
@@ -498,11 +511,14 @@ def main() -> int:
                              "" if math.isnan(m["per_commit"]) else f"{m['per_commit']:.1f}",
                              f"{100 * m['client_cpu']:.0f}%", m["errors"]])
             for label, _ in servers[1:]:
-                ratio = med[label]["rps"] / med["bare"]["rps"]
+                pairs = list(zip(results[(mode, label)], results[(mode, "bare")]))
+                ratios = [r["rps"] / b["rps"] for r, b in pairs]
+                ratio = statistics.median(ratios)
+                cap = statistics.median(b["cpu_us_per_req"] / r["cpu_us_per_req"] for r, b in pairs)
                 extra = med[label]["cpu_us_per_req"] - med["bare"]["cpu_us_per_req"]
-                cap = med["bare"]["cpu_us_per_req"] / med[label]["cpu_us_per_req"]
                 loop_extra = med[label]["loop_us_per_req"] - med["bare"]["loop_us_per_req"]
-                rows.append([mode, "ratio", f"{ratio:.3f}", f"{label}/bare", f"{cap:.3f}", "", "", "", "",
+                rows.append([mode, "ratio", f"{ratio:.3f}", f"{label}/bare " + " ".join(f"{x:.2f}" for x in ratios),
+                             f"{cap:.3f}", "", "", "", "",
                              f"+{extra:.0f}", f"+{loop_extra:.0f}", "", "", "", ""])
         print(c.table(["mode", "server", "req/s", "runs", "req/CPU-s", "p50 ms", "p99 ms", "srv CPU", "core busy", "CPU us/req",
                        "loop us", "of it sys", "pings/commit", "client CPU", "err"], rows))
