@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
-from . import fastjson, monitor
+from . import checkpoint, fastjson, monitor
 from . import store as sql
 from .monitor import MonitorState
 from .store import Statement
@@ -85,6 +85,7 @@ async def recover(daemon: "Daemon") -> None:
     now, removed ones marked), the rows that changes written, and every deadline on the
     wheel."""
     now = daemon.clock.now()
+    await checkpoint.load_mark(daemon)
     stored = await daemon.store.load_monitors()
     daemon.incident_ids = await daemon.store.incident_ids()
     statements: list[Statement] = []
@@ -93,6 +94,17 @@ async def recover(daemon: "Daemon") -> None:
     for name in stored:
         if name not in daemon.config.monitors:
             statements.append(sql.mark_removed(name, now.timestamp()))
+    if daemon.mark is not None:  # the pings past it that their rows do not hold (after a crash)
+        folded = checkpoint.replay(daemon, await checkpoint.pings_past(daemon, daemon.mark), stored)
+        if folded:
+            log.info("%d pings since the last checkpoint put back into %d monitors' states", folded,
+                     len(daemon.unsaved))
+        statements += checkpoint.rows_of_unsaved(daemon, daemon.unsaved)
+    if daemon.mark != daemon.last_ping_id:
+        statements.append(checkpoint.mark_statement(daemon.last_ping_id))
+        daemon.mark = daemon.last_ping_id
+    daemon.unsaved.clear()
+    daemon.ping_ids.clear()
     shared_states = adopter.shared
     del stored, adopter
     # The write runs in the database thread while the deadlines are worked out here.

@@ -36,7 +36,8 @@ import aiohttp
 from aiohttp import web
 
 from . import (
-    acklinks, alerts, delivery, health, maintenance, monitor, reload, retention, sdnotify, stats, timer, transitions,
+    acklinks, alerts, checkpoint, delivery, health, maintenance, monitor, reload, retention, sdnotify, stats, timer,
+    transitions,
 )
 from .adopt import Adopter, recover
 from . import store as sql
@@ -46,7 +47,7 @@ from .config import ChannelConfig, Config, MonitorConfig
 from .delivery import ChannelWorker
 from .monitor import Decision, Event, MonitorState, Tick
 from .ratelimit import RateLimiter
-from .store import Store, StoreError
+from .store import Statement, Store, StoreError
 from .timer import Planned
 from .wheel import Clock, TimerWheel
 
@@ -114,6 +115,14 @@ class Daemon:
         self._force_tick: set[str] = set()  # monitors to Tick at once whatever their deadline
         # monitors between plan() and commit -> the events waiting for them (see _claim)
         self._inflight: dict[str, list[asyncio.Future[None]]] = {}
+        # Routine pings' states, written behind them (see cronwarden.checkpoint): the monitors
+        # whose row lacks some -> the first of those pings; the last ping of each monitor
+        # pinged past the mark; the mark (None until start-up reads it); the last ping id.
+        self.unsaved: dict[str, int] = {}
+        self.ping_ids: dict[str, int] = {}
+        self.mark: int | None = None
+        self.last_ping_id = 0
+        self._checkpoint_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -128,6 +137,7 @@ class Daemon:
             self._timer_task = asyncio.create_task(timer.run(self), name="cronwarden-timer")
             self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
             self._heartbeat_task = asyncio.create_task(health.heartbeat_loop(self), name="cronwarden-heartbeat")
+            self._checkpoint_task = asyncio.create_task(checkpoint.checkpoint_loop(self), name="cronwarden-checkpoint")
             self._sync_workers()
             from .http import build_app, with_fast_pings
 
@@ -166,11 +176,18 @@ class Daemon:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        for task in (self._watchdog_task, self._timer_task, self._retention_task, self._heartbeat_task):
+        for task in (self._watchdog_task, self._timer_task, self._retention_task, self._heartbeat_task,
+                     self._checkpoint_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._timer_task = self._retention_task = self._heartbeat_task = self._watchdog_task = None
+        self._checkpoint_task = None
+        if self.unsaved and self.mark is not None:
+            try:
+                await checkpoint.checkpoint(self)
+            except StoreError as exc:
+                log.error("monitor states not written at stop (the next start puts them back): %s", exc)
         for name in list(self.workers):
             await delivery.stop(*self.workers.pop(name))
         if self.session is not None:
@@ -322,7 +339,7 @@ class Daemon:
         ping_id = None
         at = now.timestamp()
         if ping_row is not None:
-            ping_id = self.store.next_id("pings")
+            self.last_ping_id = self.ping_ids[name] = ping_id = self.store.next_id("pings")
             statements.insert(0, sql.insert_ping(ping_id, name, at, *ping_row))
         run = decision.run
         if run is not None:
@@ -332,9 +349,21 @@ class Daemon:
                 at, run.duration_s, run.exit_status, run.metadata, ping_id))
         new = decision.state
         if new is not state:
-            data = new.to_json(now, at)
-            statements.append(sql.upsert_monitor(name, data["created_at"], data))
+            if ping_id is not None and not decision.alerts and not decision.notes:
+                if name not in self.unsaved:  # a routine ping: its row is written behind it
+                    self.unsaved[name] = ping_id
+            else:
+                statements.append(self.state_row(name, new, now, at))
         return decision, outcome
+
+    def state_row(self, name: str, state: MonitorState, now: datetime | None = None, at: float = 0.0) -> Statement:
+        """The statement that writes `name`'s row with `state` (`now`, `at`: see to_json),
+        with the last ping folded into it when that is past the mark."""
+        data = state.to_json(now, at)
+        ping_id = self.ping_ids.get(name)
+        if ping_id is not None:
+            data["ping_id"] = ping_id
+        return sql.upsert_monitor(name, data["created_at"], data)
 
     def _adopt(self, name: str, decision: Decision, outcome: alerts.Outcome, now: datetime) -> None:
         """Take a decided change into memory: the state, counters, history (the caller
@@ -397,10 +426,16 @@ class Daemon:
             log.error("cannot re-read state after a failed write; it is re-read at the next start")
             return
         adopter = Adopter(self.clock.now(), [])  # re-reads only: its statements are not written
+        names = {name for name in names if name in self.states}
         for name in names:
-            if name in self.states:
-                self.states[name] = adopter.adopt(name, stored.get(name))
-                self._schedule(name)
+            self.states[name] = adopter.adopt(name, stored.get(name))
+        if self.mark is not None:  # and the committed routine pings their rows do not hold yet
+            try:
+                checkpoint.replay(self, await checkpoint.pings_past(self, self.mark, names), stored)
+            except StoreError:
+                log.error("cannot re-read pings after a failed write; they are put back at the next start")
+        for name in names:
+            self._schedule(name)
         log.warning("state of %d monitor(s) re-read from the database after a failed write", len(names))
 
     async def ping(self, name: str, kind: monitor.PingKind, *, exit_status: int | None = None,
@@ -537,6 +572,8 @@ class Daemon:
         await asyncio.sleep(60)  # let start-up and the first burst of overdue alerts settle
         while True:
             try:
+                # Pruning may delete pings past the mark: their states are written first.
+                await checkpoint.checkpoint(self)
                 await retention.prune_once(self.store, self.config.server, self.clock.time())
             except Exception:
                 log.exception("retention pass failed; trying again next hour")

@@ -1,0 +1,138 @@
+"""Monitor states written behind routine pings, and put back after a crash.
+
+A routine ping (one that raises nothing and notes nothing: nearly all of them) changes
+its monitor's state in memory, and its ping row (and run row) is committed before it
+is answered, as every ping's is; but its monitor's state row is not rewritten then.
+That row, the state as JSON upserted by name, was a fifth of the daemon's own work per
+ping (`bench/README.md`). A checkpoint writes the rows of every monitor changed that way
+since the last one, then moves the mark. Every other change of a state (an alert, a
+note, a person's action, a Tick) writes its row in the transaction of the change, as
+before.
+
+The mark (the meta key ``state_mark``) is a ping id: every ping up to it is in its
+monitor's stored state. A row written past the mark also holds ``ping_id``, the last
+ping folded into that state. Start-up puts back the pings past the mark that their
+monitor's row does not hold, through the same state machine (after a crash: a clean
+stop checkpoints), and checkpoints at once. A checkpoint runs every CHECKPOINT_SECONDS,
+after CHECKPOINT_PINGS pings, and when the daemon stops, so a crash leaves at most about
+that many pings to put back. A database written before checkpoints existed has no mark:
+each of its rows holds every ping of its monitor, and the first start sets the mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Iterable
+
+from . import fastjson, monitor, transitions
+from .store import Statement, StoreError
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("cronwarden")
+
+MARK = "state_mark"
+CHECKPOINT_SECONDS = 60.0
+CHECKPOINT_PINGS = 50_000  # a crash under full load leaves ~0.5 s of pings to put back at start-up
+CHUNK = 500  # rows per transaction of a checkpoint: the pings between wait ~10 ms at most, not ~100
+
+
+async def load_mark(daemon: "Daemon") -> None:
+    """Start-up: the mark and the last ping id from the database (before recover())."""
+    row = await daemon.store.fetchone("SELECT COALESCE(MAX(id), 0) FROM pings")
+    daemon.last_ping_id = int(row[0]) if row else 0
+    row = await daemon.store.fetchone("SELECT value FROM meta WHERE key = ?", (MARK,))
+    daemon.mark = int(row[0]) if row else None
+
+
+def mark_statement(mark: int) -> Statement:
+    return ("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (MARK, mark))
+
+
+def replay(daemon: "Daemon", pings: Iterable[tuple], stored: dict[str, tuple[str, float | None]]) -> int:
+    """Fold into daemon.states the `pings` (id, monitor, at, kind, exit_status, rid), in
+    id order, that their monitor's stored row (`stored`: load_monitors()) does not hold;
+    the monitors changed are left unsaved. Returns how many were folded in. What a ping
+    raised when it came was decided then (an alert wrote its row): here only its state
+    counts."""
+    held: dict[str, int] = {}  # monitor -> the last ping id its stored row holds
+    folded = 0
+    for ping_id, name, at, kind, exit_status, rid in pings:
+        state = daemon.states.get(name)
+        if state is None:
+            continue  # removed from the config
+        have = held.get(name)
+        if have is None:
+            row = stored.get(name)
+            have = held[name] = (fastjson.loads_own(row[0]).get("ping_id", 0) or 0) if row else 0
+        if ping_id <= have:
+            continue
+        event = monitor.ping_event(monitor.PingKind(kind), rid, exit_status, None)
+        try:
+            decision = transitions.step(daemon.config.monitors[name], state, event,
+                                        datetime.fromtimestamp(at, timezone.utc))
+        except monitor.IllegalEvent:
+            continue
+        daemon.states[name] = decision.state
+        daemon.ping_ids[name] = held[name] = ping_id
+        daemon.unsaved.setdefault(name, ping_id)
+        folded += 1
+    return folded
+
+
+async def pings_past(daemon: "Daemon", mark: int, names: set[str] | None = None) -> list[tuple]:
+    """The pings past `mark` (of `names` only, if given), in id order, as replay() takes them."""
+    rows = await daemon.store.fetchall("SELECT id, monitor, at, kind, exit_status, rid FROM pings WHERE id > ? "
+                                       "ORDER BY id", (mark,), tuples=True)
+    return rows if names is None else [row for row in rows if row[1] in names]
+
+
+def rows_of_unsaved(daemon: "Daemon", names: Iterable[str]) -> list[Statement]:
+    """The state rows of `names` as they are in memory."""
+    states = daemon.states
+    return [daemon.state_row(name, states[name]) for name in names if name in states]
+
+
+async def checkpoint(daemon: "Daemon") -> None:
+    """Write the rows of the unsaved monitors, then move the mark to the last ping id
+    handed out before them. A monitor between its plan and its commit waits for the next
+    checkpoint (its row must not get ahead of a ping that may yet fail), and keeps the
+    mark below its first ping not written."""
+    unsaved = daemon.unsaved
+    held = {name: first for name, first in unsaved.items() if name in daemon._inflight}
+    names = sorted(name for name in unsaved if name not in held)
+    new_mark = min([daemon.last_ping_id, *(first - 1 for first in held.values())])
+    daemon.unsaved = held
+    try:
+        for start in range(0, len(names), CHUNK):
+            await daemon.store.write(rows_of_unsaved(daemon, names[start:start + CHUNK]))
+        await daemon.store.write([mark_statement(new_mark)])
+    except StoreError:
+        for name in names:  # unsaved again, from its first ping not written
+            daemon.unsaved[name] = min(unsaved[name], daemon.unsaved.get(name, unsaved[name]))
+        raise
+    daemon.mark = new_mark
+    for name in [name for name, ping_id in daemon.ping_ids.items() if ping_id <= new_mark]:
+        del daemon.ping_ids[name]
+
+
+async def checkpoint_loop(daemon: "Daemon") -> None:
+    """Checkpoint every CHECKPOINT_SECONDS, or sooner after CHECKPOINT_PINGS pings."""
+    last = time.monotonic()
+    while True:
+        await asyncio.sleep(1.0)
+        if not daemon.unsaved:
+            last = time.monotonic()
+            continue
+        mark = daemon.mark or 0
+        if time.monotonic() - last >= CHECKPOINT_SECONDS or daemon.last_ping_id - mark >= CHECKPOINT_PINGS:
+            try:
+                await checkpoint(daemon)
+            except StoreError as exc:
+                log.error("checkpoint of monitor states failed (retried): %s", exc)
+            last = time.monotonic()
