@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
 
-from cronwarden import checkpoint
+from cronwarden import checkpoint, reload
 from cronwarden.config import parse_config
 from cronwarden.daemon import Daemon
 from cronwarden.monitor import PingKind
+from cronwarden.store import StoreError
 
 CONFIG = ("server: {listen: '127.0.0.1:0', database: cw.db}\n"
           "monitors: {beat: {every: 1h}, job: {every: 1h}, other: {every: 1h}}\n")
@@ -90,14 +92,158 @@ async def test_a_database_from_before_checkpoints_gets_its_mark_and_keeps_its_st
     d = await started(tmp_path)
     await d.ping("beat", PingKind.SUCCESS)
     await d.stop()
-    db = sqlite3.connect(tmp_path / "cw.db")
+    db = sqlite3.connect(tmp_path / "cw.db")  # as schema 3 left it: no mark, each row holds its pings
     db.execute("DELETE FROM meta WHERE key = 'state_mark'")
     db.execute("INSERT INTO pings (id, monitor, at, kind) VALUES (2, 'job', 1.0, 'start')")  # held by its row
+    db.execute("PRAGMA user_version = 3")
     db.commit()
     db.close()
     states = rows(tmp_path)[0]
     d = await started(tmp_path)
     try:
         assert rows(tmp_path) == (states, 2) and not d.states["job"].open_runs
+    finally:
+        await d.stop()
+
+
+# ---------------------------------------------------------------- races and reloads
+
+
+def crash_copy(path: Path, into: Path) -> None:
+    """What a kill -9 at this instant leaves: the committed database, copied."""
+    into.mkdir()
+    src, dst = sqlite3.connect(path / "cw.db"), sqlite3.connect(into / "cw.db")
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def gate_writes(d: Daemon, gates: dict[str, asyncio.Event], fail: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Writes whose statements name a monitor in `gates` wait for its event (for those in
+    `fail`: its pings' writes, which then raise StoreError, as a failed group commit does)."""
+    write = d.store.write
+
+    async def gated(statements, **kw):  # type: ignore[no-untyped-def]
+        for sql_text, params in statements:
+            for name, gate in gates.items():
+                if name in params and (name not in fail or sql_text.startswith("INSERT INTO pings")):
+                    await gate.wait()
+                    if name in fail:
+                        raise StoreError("database write failed: disk I/O error")
+        return await write(statements, **kw)
+
+    d.store.write = gated  # type: ignore[method-assign]
+
+
+async def test_a_stop_during_a_checkpoint_loses_no_state(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(checkpoint, "CHUNK", 1)
+    d = await started(tmp_path)
+    await d.ping("beat", PingKind.SUCCESS)
+    await d.ping("job", PingKind.START)
+    gate = asyncio.Event()
+    gate_writes(d, {"job": gate})
+    running = asyncio.ensure_future(checkpoint.checkpoint(d))  # the loop's (or retention's) checkpoint
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await d.ping("other", PingKind.SUCCESS)  # a ping meanwhile
+    expected = dict(d.states)
+    running.cancel()  # stop() cancels the task that runs it
+    await asyncio.gather(running, return_exceptions=True)
+    gate.set()
+    await d.stop()  # a clean stop: it checkpoints
+    d = await started(tmp_path)
+    try:
+        assert d.states == expected
+    finally:
+        await d.stop()
+
+
+async def test_two_checkpoints_at_once_never_move_the_mark_past_a_state_not_written(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(checkpoint, "CHUNK", 1)
+    d = await started(tmp_path)
+    await d.ping("beat", PingKind.SUCCESS)
+    await d.ping("job", PingKind.START)
+    gate = asyncio.Event()
+    gate_writes(d, {"job": gate})
+    first = asyncio.ensure_future(checkpoint.checkpoint(d))  # the loop's, writing job's row slowly
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await d.ping("other", PingKind.SUCCESS)
+    second = asyncio.ensure_future(checkpoint.checkpoint(d))  # retention's, meanwhile
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if second.done():
+            break
+    expected = dict(d.states)
+    crash_copy(tmp_path, tmp_path / "crashed")  # kill -9 now
+    gate.set()
+    await asyncio.gather(first, second)
+    await d.stop()
+    d = await started(tmp_path / "crashed")
+    try:
+        assert d.states == expected
+    finally:
+        await d.stop()
+
+
+async def test_a_checkpoint_never_writes_a_change_whose_commit_may_yet_fail(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(checkpoint, "CHUNK", 1)
+    d = await started(tmp_path)
+    await d.ping("beat", PingKind.SUCCESS)
+    await d.ping("job", PingKind.START)
+    committed = d.states["job"]
+    beat_gate, job_gate = asyncio.Event(), asyncio.Event()
+    gate_writes(d, {"beat": beat_gate, "job": job_gate}, fail={"job"})
+    running = asyncio.ensure_future(checkpoint.checkpoint(d))  # held at beat's chunk
+    for _ in range(20):
+        await asyncio.sleep(0)
+    pinged = asyncio.ensure_future(d.ping("job", PingKind.SUCCESS))  # planned; its commit will fail
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert "job" in d._inflight
+    beat_gate.set()  # beat's chunk lands; job's comes next, while job's ping is not committed
+    for _ in range(50):
+        await asyncio.sleep(0.005)
+        if running.done():
+            break
+    job_gate.set()  # job's ping fails
+    await asyncio.gather(pinged, running, return_exceptions=True)
+    del d.store.write  # writes go through again
+    try:
+        assert rows(tmp_path)[0]["job"].get("ping_id", 0) < 3  # no row holds the failed ping
+        assert d.states["job"] == committed  # nor does memory
+        await checkpoint.checkpoint(d)  # job was left to the next checkpoint
+        assert rows(tmp_path)[0]["job"]["open_runs"] and rows(tmp_path)[1] == d.last_ping_id
+    finally:
+        await d.stop()
+
+
+async def test_a_monitor_removed_and_added_back_is_new_after_a_crash(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d = await started(tmp_path)
+    await d.ping("job", PingKind.START)  # routine: its row is left to the checkpoint
+    without = CONFIG.replace(" job: {every: 1h},", "")
+    await reload.apply_config(d, parse_config(without, tmp_path / "c.yaml"))
+    await reload.apply_config(d, parse_config(CONFIG, tmp_path / "c.yaml"))  # back: new again
+    assert not d.states["job"].open_runs
+    expected = dict(d.states)
+    d.unsaved.clear()  # kill -9
+    await d.stop()
+    d = await started(tmp_path)
+    try:
+        assert d.states == expected
+    finally:
+        await d.stop()
+
+
+async def test_a_monitor_removed_then_back_in_the_config_at_the_next_start_is_new(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d = await started(tmp_path)
+    await d.ping("job", PingKind.START)
+    without = CONFIG.replace(" job: {every: 1h},", "")
+    await reload.apply_config(d, parse_config(without, tmp_path / "c.yaml"))
+    d.unsaved.clear()  # kill -9; the file gets job back before the next start
+    await d.stop()
+    d = await started(tmp_path)
+    try:
+        assert not d.states["job"].open_runs
     finally:
         await d.stop()

@@ -14,9 +14,14 @@ monitor's stored state. A row written past the mark also holds ``ping_id``, the 
 ping folded into that state. Start-up puts back the pings past the mark that their
 monitor's row does not hold, through the same state machine (after a crash: a clean
 stop checkpoints), and checkpoints at once. A checkpoint runs every CHECKPOINT_SECONDS,
-after CHECKPOINT_PINGS pings, and when the daemon stops, so a crash leaves at most about
-that many pings to put back. A database written before checkpoints existed has no mark:
-each of its rows holds every ping of its monitor, and the first start sets the mark.
+after CHECKPOINT_PINGS pings, before a retention pass and when the daemon stops, so a
+crash leaves at most about that many pings to put back. Schema 4's migration sets the
+mark at the last ping of a database from before (each of its rows held every ping).
+
+Put back after a crash, a ping is stepped with the config of the new start (a config
+changed meanwhile applies to it), and only its state counts: what it raised was decided
+when it came (an alert wrote the row). A monitor removed and back in the config is new
+again: its older pings are not put back into it.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def replay(daemon: "Daemon", pings: Iterable[tuple], stored: dict[str, tuple[str
     the monitors changed are left unsaved. Returns how many were folded in. What a ping
     raised when it came was decided then (an alert wrote its row): here only its state
     counts."""
-    held: dict[str, int] = {}  # monitor -> the last ping id its stored row holds
+    held: dict[str, float] = {}  # monitor -> the last ping id its stored row holds
     folded = 0
     for ping_id, name, at, kind, exit_status, rid in pings:
         state = daemon.states.get(name)
@@ -69,7 +74,11 @@ def replay(daemon: "Daemon", pings: Iterable[tuple], stored: dict[str, tuple[str
         have = held.get(name)
         if have is None:
             row = stored.get(name)
-            have = held[name] = (fastjson.loads_own(row[0]).get("ping_id", 0) or 0) if row else 0
+            if row is not None and row[1] is not None:
+                # Removed, and back in the config (new again): its pings are of its old self.
+                have = held[name] = float("inf")
+            else:
+                have = held[name] = (fastjson.loads_own(row[0]).get("ping_id", 0) or 0) if row else 0
         if ping_id <= have:
             continue
         event = monitor.ping_event(monitor.PingKind(kind), rid, exit_status, None)
@@ -101,20 +110,39 @@ def rows_of_unsaved(daemon: "Daemon", names: Iterable[str]) -> list[Statement]:
 async def checkpoint(daemon: "Daemon") -> None:
     """Write the rows of the unsaved monitors, then move the mark to the last ping id
     handed out before them. A monitor between its plan and its commit waits for the next
-    checkpoint (its row must not get ahead of a ping that may yet fail), and keeps the
-    mark below its first ping not written."""
+    checkpoint (its row must not get ahead of a change that may yet fail), and keeps the
+    mark below its first ping not written. Checkpoints run one at a time (the loop's,
+    retention's and stop()'s): one that moved the mark while another still had rows to
+    write would move it past them."""
+    async with daemon.checkpoint_lock:
+        await _checkpoint(daemon)
+
+
+async def _checkpoint(daemon: "Daemon") -> None:
     unsaved = daemon.unsaved
-    held = {name: first for name, first in unsaved.items() if name in daemon._inflight}
-    names = sorted(name for name in unsaved if name not in held)
-    new_mark = min([daemon.last_ping_id, *(first - 1 for first in held.values())])
-    daemon.unsaved = held
+    inflight = daemon._inflight
+    last = daemon.last_ping_id
+    names = sorted(name for name in unsaved if name not in inflight)
+    daemon.unsaved = {name: first for name, first in unsaved.items() if name in inflight}
+
+    def keep(name: str) -> None:  # unsaved again, from its first ping not written
+        daemon.unsaved[name] = min(unsaved[name], daemon.unsaved.get(name, unsaved[name]))
+
     try:
         for start in range(0, len(names), CHUNK):
-            await daemon.store.write(rows_of_unsaved(daemon, names[start:start + CHUNK]))
+            chunk = []
+            for name in names[start:start + CHUNK]:
+                if name in inflight:  # held since the checkpoint began: its state may not be committed
+                    keep(name)
+                else:
+                    chunk.append(name)
+            await daemon.store.write(rows_of_unsaved(daemon, chunk))
+        # Every ping up to `last` is in a row written, or of a monitor still unsaved.
+        new_mark = min([last, *(first - 1 for first in daemon.unsaved.values())])
         await daemon.store.write([mark_statement(new_mark)])
-    except StoreError:
-        for name in names:  # unsaved again, from its first ping not written
-            daemon.unsaved[name] = min(unsaved[name], daemon.unsaved.get(name, unsaved[name]))
+    except BaseException:  # StoreError, or cancelled (stop() cancels the task that runs it)
+        for name in names:
+            keep(name)
         raise
     daemon.mark = new_mark
     for name in [name for name, ping_id in daemon.ping_ids.items() if ping_id <= new_mark]:

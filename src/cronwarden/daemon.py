@@ -123,6 +123,7 @@ class Daemon:
         self.mark: int | None = None
         self.last_ping_id = 0
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self.checkpoint_lock = asyncio.Lock()  # checkpoints run one at a time
 
     # ------------------------------------------------------------ lifecycle
 

@@ -106,9 +106,17 @@ async def apply_config(daemon: "Daemon", new: Config) -> None:
             daemon.history.pop(name, None)
             daemon.wheel.cancel(name)
             statements.append(sql.mark_removed(name, now.timestamp()))
+            daemon.unsaved.pop(name, None)  # its pings past the mark are of a monitor gone
+            daemon.ping_ids.pop(name, None)
     added = [name for name in new.monitors if name not in daemon.states]
     stored = await daemon.store.load_monitors(added)
     daemon.states.update(Adopter(now, statements).adopt_all(added, stored))
+    for name in added:
+        if name in stored and stored[name][1] is not None:
+            # Back, new again: its row holds every ping so far (those of its old self are
+            # not put back into the new state after a crash).
+            daemon.ping_ids[name] = daemon.last_ping_id
+            statements.append(daemon.state_row(name, daemon.states[name]))
     del stored
     old_windows = daemon.windows
     daemon.adopt_config(new)

@@ -13,7 +13,7 @@ Part of the store: this module, :mod:`cronwarden.statements` and
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE monitors (
@@ -97,6 +97,13 @@ MIGRATIONS: dict[int, str] = {
     3: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     CREATE INDEX incidents_by_monitor ON incidents (monitor, id);
+    """,
+    # From 4 on, a monitor's row may lag behind its routine pings, which start-up puts
+    # back from the pings past the mark (cronwarden.checkpoint). Before, every row held
+    # every ping: the mark starts at the last one. (And a cronwarden from before 4, which
+    # would not put them back, refuses the file.)
+    4: """
+    INSERT OR REPLACE INTO meta (key, value) SELECT 'state_mark', COALESCE(MAX(id), 0) FROM pings;
     """,
 }
 
