@@ -135,39 +135,44 @@ def gate_writes(d: Daemon, gates: dict[str, asyncio.Event], fail: set[str] = fro
     d.store.write = gated  # type: ignore[method-assign]
 
 
-async def test_a_stop_during_a_checkpoint_loses_no_state(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(checkpoint, "CHUNK", 1)
-    d = await started(tmp_path)
+async def checkpoint_held_at_job(path: Path) -> tuple[Daemon, asyncio.Event, asyncio.Future[None]]:
+    """A daemon with beat and job unsaved, and a checkpoint (one row per chunk) running,
+    held at job's row until the event is set."""
+    d = await started(path)
     await d.ping("beat", PingKind.SUCCESS)
     await d.ping("job", PingKind.START)
     gate = asyncio.Event()
     gate_writes(d, {"job": gate})
-    running = asyncio.ensure_future(checkpoint.checkpoint(d))  # the loop's (or retention's) checkpoint
+    running = asyncio.ensure_future(checkpoint.checkpoint(d))
     for _ in range(20):
         await asyncio.sleep(0)
+    return d, gate, running
+
+
+async def states_at_start(path: Path) -> dict:
+    """The monitors' states of a daemon started on `path`'s database (then stopped)."""
+    d = await started(path)
+    try:
+        return dict(d.states)
+    finally:
+        await d.stop()
+
+
+async def test_a_stop_during_a_checkpoint_loses_no_state(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(checkpoint, "CHUNK", 1)
+    d, gate, running = await checkpoint_held_at_job(tmp_path)  # the loop's (or retention's) checkpoint
     await d.ping("other", PingKind.SUCCESS)  # a ping meanwhile
     expected = dict(d.states)
     running.cancel()  # stop() cancels the task that runs it
     await asyncio.gather(running, return_exceptions=True)
     gate.set()
     await d.stop()  # a clean stop: it checkpoints
-    d = await started(tmp_path)
-    try:
-        assert d.states == expected
-    finally:
-        await d.stop()
+    assert await states_at_start(tmp_path) == expected
 
 
 async def test_two_checkpoints_at_once_never_move_the_mark_past_a_state_not_written(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(checkpoint, "CHUNK", 1)
-    d = await started(tmp_path)
-    await d.ping("beat", PingKind.SUCCESS)
-    await d.ping("job", PingKind.START)
-    gate = asyncio.Event()
-    gate_writes(d, {"job": gate})
-    first = asyncio.ensure_future(checkpoint.checkpoint(d))  # the loop's, writing job's row slowly
-    for _ in range(20):
-        await asyncio.sleep(0)
+    d, gate, first = await checkpoint_held_at_job(tmp_path)  # the loop's, writing job's row slowly
     await d.ping("other", PingKind.SUCCESS)
     second = asyncio.ensure_future(checkpoint.checkpoint(d))  # retention's, meanwhile
     for _ in range(200):
@@ -179,11 +184,7 @@ async def test_two_checkpoints_at_once_never_move_the_mark_past_a_state_not_writ
     gate.set()
     await asyncio.gather(first, second)
     await d.stop()
-    d = await started(tmp_path / "crashed")
-    try:
-        assert d.states == expected
-    finally:
-        await d.stop()
+    assert await states_at_start(tmp_path / "crashed") == expected
 
 
 async def test_a_checkpoint_never_writes_a_change_whose_commit_may_yet_fail(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
