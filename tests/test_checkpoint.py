@@ -248,3 +248,19 @@ async def test_a_monitor_removed_then_back_in_the_config_at_the_next_start_is_ne
         assert not d.states["job"].open_runs
     finally:
         await d.stop()
+
+
+async def test_the_loop_checkpoints_after_enough_pings(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_PINGS", 3)
+    d = await started(tmp_path)
+    try:
+        for _ in range(3):
+            await d.ping("beat", PingKind.SUCCESS)
+        for _ in range(50):  # the loop looks once a second
+            if rows(tmp_path)[1] == 3:
+                break
+            await asyncio.sleep(0.1)
+        stored, mark = rows(tmp_path)
+        assert mark == 3 and stored["beat"]["ping_id"] == 3 and not d.unsaved
+    finally:
+        await d.stop()

@@ -15,7 +15,8 @@ ping folded into that state. Start-up puts back the pings past the mark that the
 monitor's row does not hold, through the same state machine (after a crash: a clean
 stop checkpoints), and checkpoints at once. A checkpoint runs every CHECKPOINT_SECONDS,
 after CHECKPOINT_PINGS pings, before a retention pass and when the daemon stops, so a
-crash leaves at most about that many pings to put back. Schema 4's migration sets the
+crash leaves at most about twice that many pings to put back (a monitor held mid-commit
+during a checkpoint keeps the mark at its first ping not written). Schema 4's migration sets the
 mark at the last ping of a database from before (each of its rows held every ping).
 
 Put back after a crash, a ping is stepped with the config of the new start (a config
@@ -42,7 +43,9 @@ log = logging.getLogger("cronwarden")
 
 MARK = "state_mark"
 CHECKPOINT_SECONDS = 60.0
-CHECKPOINT_PINGS = 50_000  # a crash under full load leaves ~0.5 s of pings to put back at start-up
+# A crash leaves up to about two checkpoints' pings to put back at start-up: 50,000 took
+# 0.6 s there at 10,000 monitors (bench/README.md).
+CHECKPOINT_PINGS = 50_000
 CHUNK = 500  # rows per transaction of a checkpoint: the pings between wait ~10 ms at most, not ~100
 
 
@@ -150,15 +153,18 @@ async def _checkpoint(daemon: "Daemon") -> None:
 
 
 async def checkpoint_loop(daemon: "Daemon") -> None:
-    """Checkpoint every CHECKPOINT_SECONDS, or sooner after CHECKPOINT_PINGS pings."""
-    last = time.monotonic()
+    """Checkpoint every CHECKPOINT_SECONDS, or sooner after CHECKPOINT_PINGS pings since
+    the last one. (Counted from the last checkpoint, not from the mark: a monitor held
+    during a checkpoint keeps the mark up to one checkpoint behind, and counting from it
+    would checkpoint again a second later, before monitors are pinged twice.)"""
+    last, last_id = time.monotonic(), daemon.last_ping_id
     while True:
         await asyncio.sleep(1.0)
         if not daemon.unsaved:
-            last = time.monotonic()
+            last, last_id = time.monotonic(), daemon.last_ping_id
             continue
-        mark = daemon.mark or 0
-        if time.monotonic() - last >= CHECKPOINT_SECONDS or daemon.last_ping_id - mark >= CHECKPOINT_PINGS:
+        if time.monotonic() - last >= CHECKPOINT_SECONDS or daemon.last_ping_id - last_id >= CHECKPOINT_PINGS:
+            last_id = daemon.last_ping_id
             try:
                 await checkpoint(daemon)
             except StoreError as exc:
