@@ -324,7 +324,9 @@ class Daemon:
                 incident_ids: dict[tuple[str, int], int], ping_row: tuple | None = None,
                 body: bytes | None = None) -> tuple[Decision, alerts.Outcome]:
         """The step and every statement of the change, from `state`; changes nothing in
-        memory but `incident_ids` (the incidents it opens) and the store's id counters."""
+        memory but `incident_ids` (the incidents it opens), the store's id counters and,
+        for a ping (`ping_row`, which only plan() passes), the ping ids and the unsaved
+        monitors of cronwarden.checkpoint: a routine ping's state row is left to it."""
         history = self.history.get(name, ())  # read by step(), appended to only after it
         decision = transitions.step(cfg, state, event, now, silenced=self.silenced(cfg),
                                     history=history, maintenance_until=self._maintenance(name, now))
