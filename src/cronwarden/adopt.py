@@ -1,5 +1,6 @@
 """Stored monitor rows to the states of configured monitors (start-up, reloads,
-re-reads after a failed write), and the start-up's recovery (:func:`recover`)."""
+re-reads after a failed write), the start-up's recovery (:func:`recover`) and the
+re-read after a failed write (:func:`resync`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 from . import checkpoint, fastjson, monitor
 from . import store as sql
 from .monitor import MonitorState
-from .store import Statement
+from .store import Statement, StoreError
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -148,3 +149,26 @@ async def recover(daemon: "Daemon") -> None:
     await written
     if overdue:
         log.info("%d monitors fell due while the daemon was down; checking them now", overdue)
+
+
+async def resync(daemon: "Daemon", names: set[str]) -> None:
+    """Reload `names`' state from the database (the truth after a failed commit), with the
+    committed routine pings their rows do not hold yet (cronwarden.checkpoint)."""
+    try:
+        stored = await daemon.store.load_monitors(list(names))
+        daemon.incident_ids.update(await daemon.store.incident_ids())
+    except StoreError:
+        log.error("cannot re-read state after a failed write; it is re-read at the next start")
+        return
+    adopter = Adopter(daemon.clock.now(), [])  # re-reads only: its statements are not written
+    names = {name for name in names if name in daemon.states}
+    for name in names:
+        daemon.states[name] = adopter.adopt(name, stored.get(name))
+    if daemon.mark is not None:
+        try:
+            checkpoint.replay(daemon, await checkpoint.pings_past(daemon, daemon.mark, names), stored)
+        except StoreError:
+            log.error("cannot re-read pings after a failed write; they are put back at the next start")
+    for name in names:
+        daemon._schedule(name)
+    log.warning("state of %d monitor(s) re-read from the database after a failed write", len(names))

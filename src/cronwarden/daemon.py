@@ -39,7 +39,7 @@ from . import (
     acklinks, alerts, checkpoint, delivery, health, maintenance, monitor, reload, retention, sdnotify, stats, timer,
     transitions,
 )
-from .adopt import Adopter, recover
+from .adopt import recover, resync
 from . import store as sql
 from .channels import sender_for
 from .channels.log import format_line
@@ -398,7 +398,7 @@ class Daemon:
             try:
                 await self.store.write(statements)
             except StoreError:
-                await self._resync({o.monitor for o in outcomes if o.monitor})
+                await resync(self, {o.monitor for o in outcomes if o.monitor})
                 raise
         self._committed(outcomes)
 
@@ -419,27 +419,6 @@ class Daemon:
         worker = self.workers.get(channel)
         if worker:
             worker[0].poke()
-
-    async def _resync(self, names: set[str]) -> None:
-        """Reload `names`' state from the database (the truth after a failed commit)."""
-        try:
-            stored = await self.store.load_monitors(list(names))
-            self.incident_ids.update(await self.store.incident_ids())
-        except StoreError:
-            log.error("cannot re-read state after a failed write; it is re-read at the next start")
-            return
-        adopter = Adopter(self.clock.now(), [])  # re-reads only: its statements are not written
-        names = {name for name in names if name in self.states}
-        for name in names:
-            self.states[name] = adopter.adopt(name, stored.get(name))
-        if self.mark is not None:  # and the committed routine pings their rows do not hold yet
-            try:
-                checkpoint.replay(self, await checkpoint.pings_past(self, self.mark, names), stored)
-            except StoreError:
-                log.error("cannot re-read pings after a failed write; they are put back at the next start")
-        for name in names:
-            self._schedule(name)
-        log.warning("state of %d monitor(s) re-read from the database after a failed write", len(names))
 
     async def ping(self, name: str, kind: monitor.PingKind, *, exit_status: int | None = None,
                    rid: str | None = None, metadata: dict | None = None, body: bytes | None = None,
@@ -465,7 +444,7 @@ class Daemon:
             try:
                 await self.store.write(outcome.statements)
             except StoreError:
-                await self._resync({name})
+                await resync(self, {name})
                 raise
             if outcome.outbox or outcome.logged:
                 self._committed([outcome])
