@@ -380,3 +380,15 @@ def test_the_shorter_ping_and_run_texts_store_the_rows_the_full_ones_do(tmp_path
         assert len(rows) > 2 and len(rows) % 2 == 0
         assert rows[0::2] == rows[1::2]  # values and their SQLite types, the short text's row first
     db.close()
+
+
+async def test_reads_cut_short_by_close_raise_store_error(tmp_path: Path) -> None:
+    """A read in flight when the store closes (a history read at stop) ends in StoreError,
+    which its callers handle, not in aiosqlite's ValueError."""
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    reads = [asyncio.ensure_future(store.fetchall("SELECT 1", tuples=True)) for _ in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(r == [(1,)] or isinstance(r, StoreError) for r in results), results

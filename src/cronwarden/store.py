@@ -315,7 +315,7 @@ class Store:
                 if tuples:
                     cur.row_factory = None  # type: ignore[assignment]
                 return list(await cur.fetchall())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's "Connection closed" (a stop)
             raise StoreError(f"database read failed: {exc}") from exc
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
