@@ -51,12 +51,12 @@ async def serve(label: str, handler: Handler) -> None:
     await runner.cleanup()
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
-    """Run `main` on the event loop ``cronwarden serve`` would pick."""
+def run(main: Coroutine[Any, Any, Any]) -> Any:
+    """Run `main` on the event loop ``cronwarden serve`` would pick; its result."""
     from cronwarden.cli import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main)
+        return runner.run(main)
 
 
 if __name__ == "__main__":

@@ -83,16 +83,23 @@ async def serve_daemon(directory: Path) -> tuple[int, object, object]:
     return daemon.bound[1], daemon.stop, daemon
 
 
-async def main(directory: Path, count: int, mode: str, server: str) -> None:
-    if mode == "direct" and server != "daemon":
-        raise SystemExit("MODE direct calls the daemon: SERVER must be daemon")
-    port, stop, daemon = await (serve_daemon(directory) if server == "daemon" else serve_bare())
+def client_paths() -> list[list[str]]:
+    """Each client's rotation: its own monitors, heartbeats to half of them, a start and
+    later its ``/0`` end to the other half."""
     paths = []
     for k in range(CLIENTS):
         names = [f"m{i:06d}" for i in range(k, MONITORS, CLIENTS)]
         beats, runs = names[0::2], names[1::2]
         paths.append([f"/ping/{n}" for n in beats] + [f"/ping/{n}/start" for n in runs]
                      + [f"/ping/{n}/0" for n in runs])
+    return paths
+
+
+async def main(directory: Path, count: int, mode: str, server: str) -> None:
+    if mode == "direct" and server != "daemon":
+        raise SystemExit("MODE direct calls the daemon: SERVER must be daemon")
+    port, stop, daemon = await (serve_daemon(directory) if server == "daemon" else serve_bare())
+    paths = client_paths()
     if mode == "direct":
         await asyncio.gather(*(call_daemon(daemon, p, WARM_UP, 0) for p in paths))
         await asyncio.gather(*(call_daemon(daemon, p, count, WARM_UP) for p in paths))
