@@ -100,12 +100,6 @@ async def recover(daemon: "Daemon") -> None:
         if folded:
             log.info("%d pings since the last checkpoint put back into %d monitors' states", folded,
                      len(daemon.unsaved))
-        statements += checkpoint.rows_of_unsaved(daemon, daemon.unsaved)
-    if daemon.mark != daemon.last_ping_id:
-        statements.append(checkpoint.mark_statement(daemon.last_ping_id))
-        daemon.mark = daemon.last_ping_id
-    daemon.unsaved.clear()
-    daemon.ping_ids.clear()
     shared_states = adopter.shared
     del stored, adopter
     # The write runs in the database thread while the deadlines are worked out here.
@@ -147,6 +141,8 @@ async def recover(daemon: "Daemon") -> None:
         daemon._rearm.set()
     del shared, timers
     await written
+    if daemon.unsaved or daemon.mark != daemon.last_ping_id:
+        await checkpoint.checkpoint(daemon)  # the states put back, and the mark at the last ping
     if overdue:
         log.info("%d monitors fell due while the daemon was down; checking them now", overdue)
 
