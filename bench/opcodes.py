@@ -32,6 +32,8 @@ import _instr_harness as h  # noqa: E402
 
 def where(frame: FrameType) -> str:
     code = frame.f_code
+    if code.co_filename == "<string>" and "self" in frame.f_locals:  # a generated method: whose?
+        return f"{type(frame.f_locals['self']).__qualname__}.{code.co_name} (generated)"
     return f"{code.co_qualname} ({'/'.join(code.co_filename.split('/')[-2:])}:{code.co_firstlineno})"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cronwarden import checkpoint, reload
@@ -13,6 +14,7 @@ from cronwarden.config import parse_config
 from cronwarden.daemon import Daemon
 from cronwarden.monitor import PingKind
 from cronwarden.store import StoreError
+from cronwarden.wheel import Clock
 
 CONFIG = ("server: {listen: '127.0.0.1:0', database: cw.db}\n"
           "monitors: {beat: {every: 1h}, job: {every: 1h}, other: {every: 1h}}\n")
@@ -264,3 +266,50 @@ async def test_the_loop_checkpoints_after_enough_pings(tmp_path, monkeypatch) ->
         assert mark == 3 and stored["beat"]["ping_id"] == 3 and not d.unsaved
     finally:
         await d.stop()
+
+
+class SetClock(Clock):
+    """The instant the test sets (the timer's own reads included)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def time(self) -> float:
+        return self.at.timestamp()
+
+
+async def test_the_daemons_routine_lane_stores_what_plan_stores(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Daemon.plan_routine (most pings) and plan() (every event) give the same rows and
+    states: the same pings through a daemon with the lane and one without it."""
+    pings = [("beat", PingKind.SUCCESS, None, None, None), ("job", PingKind.START, None, None, None),
+             ("job", PingKind.SUCCESS, 0, None, None), ("job", PingKind.START, None, "r1", None),
+             ("job", PingKind.SUCCESS, 0, "r1", {"rows": 3}), ("beat", PingKind.LOG, None, None, None),
+             ("other", PingKind.FAIL, 2, None, None), ("other", PingKind.SUCCESS, None, None, None),
+             ("other", PingKind.SUCCESS, 0, None, None), ("beat", PingKind.SUCCESS, None, None, None)]
+    results = []
+    for lane in (True, False):
+        path = tmp_path / str(lane)
+        path.mkdir()
+        clock = SetClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+        d = Daemon(parse_config(CONFIG, path / "c.yaml"), clock)
+        if not lane:
+            monkeypatch.setattr(d, "plan_routine", lambda *args: None)
+        await d.start()
+        try:
+            for k, (name, kind, code, rid, metadata) in enumerate(pings):
+                clock.at += timedelta(seconds=10 + k)
+                await d.ping(name, kind, exit_status=code, rid=rid, metadata=metadata, remote="127.0.0.1")
+            states, unsaved = dict(d.states), dict(d.unsaved)
+            await checkpoint.checkpoint(d)
+        finally:
+            await d.stop()
+        db = sqlite3.connect(path / "cw.db")
+        results.append((states, unsaved, *(db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                                           for table in ("pings", "runs", "monitors", "incidents"))))
+        db.close()
+    with_lane, without = results
+    assert with_lane == without
+    assert with_lane[1] == {"beat": 1, "job": 2, "other": 9}  # written behind them, by the checkpoint

@@ -386,7 +386,7 @@ def test_an_escalation_due_inside_a_maintenance_window_waits_for_its_end() -> No
     assert [a.escalation for a in decision.alerts] == [1]
 
 
-# The routine lane (transitions._routine_ping) answers the most common pings without the
+# The routine lane (transitions.routine_ping) answers the most common pings without the
 # handlers; for these it must answer exactly as they do, and leave the rest to them.
 LANE_CASES = [
     # (name, config, pings before: (seconds, ping), the ping at 4000 s, lane answers it)
@@ -411,13 +411,13 @@ LANE_CASES = [
                          ids=[case[0] for case in LANE_CASES])
 def test_the_routine_lane_answers_as_the_handlers_do(cfg: MonitorConfig, before: list, ping: Ping,
                                                      lane: bool) -> None:
-    from cronwarden.transitions import _by_handlers, _routine_ping
+    from cronwarden.transitions import _by_handlers, routine_ping
 
     state = new_state(T0)
     for seconds, earlier in before:
         state = step(cfg, state, earlier, at(seconds)).state
     assert state.incident is None and not state.paused
-    routine = _routine_ping(cfg, state, ping, at(4000), ())
+    routine = routine_ping(cfg, state, ping, at(4000), ())
     assert (routine is not None) is lane
     assert step(cfg, state, ping, at(4000)) == _by_handlers(cfg, state, ping, at(4000), False, (), None)
     if routine is not None:

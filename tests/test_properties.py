@@ -15,7 +15,7 @@ from cronwarden.monitor import Ping, PingKind, Tick, new_state, next_deadline, p
 from cronwarden.ratelimit import RateLimiter
 from cronwarden.rules import RuleError, parse_rule
 from cronwarden.schedule import validate_cron
-from cronwarden.transitions import _by_handlers, _routine_ping, step
+from cronwarden.transitions import _by_handlers, routine_ping, step
 from cronwarden.units import parse_duration, parse_size
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -179,6 +179,6 @@ def test_the_routine_ping_lane_gives_what_the_handlers_give(cfg: MonitorConfig, 
                                                     metadata)
         full = _by_handlers(cfg, state, event, now, False, history, None)
         if kind != "tick" and state.incident is None and not state.paused:
-            routine = _routine_ping(cfg, state, event, now, history)
+            routine = routine_ping(cfg, state, event, now, history)
             assert routine is None or routine == full
         state = full.state

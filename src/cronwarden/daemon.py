@@ -10,8 +10,10 @@ Lifecycle (``Daemon.run``): start → serve → stop.
 2. serve: pings, ticks and people's actions go through :meth:`Daemon.plan`
    (the pure :func:`transitions.step`, and every statement of the change)
    and :meth:`Daemon.commit` (one group-committed write of the ping, the new
-   state, the run, the incident rows and the outbox rows). A monitor is held
-   from plan to commit, so no change builds on one that may not land.
+   state, the run, the incident rows and the outbox rows). Most pings raise
+   nothing and take :meth:`Daemon.plan_routine`, plan() without what only alerts
+   need. A monitor is held from plan to commit, so no change builds on one that
+   may not land.
 3. stop (SIGTERM/SIGINT): stop taking requests, stop the timer and the
    workers (an unfinished delivery stays pending and is retried next start),
    commit what was accepted, close the database. A second signal exits at once.
@@ -273,12 +275,35 @@ class Daemon:
         state = self.states[name]
         decision, outcome = self._decide(name, cfg, state, event, now, self.incident_ids, ping_row, body)
         self._adopt(name, decision, outcome, now)
-        # Most pings only move the deadline later: the timer already on the wheel, earlier,
-        # stays (see _schedule's `lazy`), and the new deadline need not be worked out.
-        if not (type(event) is monitor.Ping and name in self.wheel
-                and monitor.ping_defers_deadline(cfg, state, decision.state, event.kind)):
-            self._schedule(name, lazy=True)
+        self._follow(name, cfg, state, decision.state, event)
         return decision, outcome
+
+    def plan_routine(self, name: str, state: MonitorState, ping: monitor.Ping, now: datetime,
+                     ping_row: tuple) -> list[Statement] | None:
+        """plan() of a routine ping (transitions.routine_ping: most pings), which raises and
+        notes nothing: its rows, with no Outcome to build and none of what only alerts read
+        (dependencies, maintenance windows); None for every other ping, which plan() takes."""
+        if state.incident is not None or state.paused:
+            return None
+        cfg = self.config.monitors[name]
+        decision = transitions.routine_ping(cfg, state, ping, now, self.history.get(name, ()))
+        if decision is None:
+            return None
+        rows, ping_id = self._rows(name, now.timestamp(), ping_row, decision.run)
+        if name not in self.unsaved:  # its state row is written behind it (cronwarden.checkpoint)
+            self.unsaved[name] = ping_id
+        self._take(name, decision)
+        self._follow(name, cfg, state, decision.state, ping)
+        return rows
+
+    def _follow(self, name: str, cfg: MonitorConfig, before: MonitorState, after: MonitorState,
+                event: Event) -> None:
+        """Put `name`'s next deadline on the wheel after `event` took it from `before` to
+        `after`. Most pings only move the deadline later: the timer already on the wheel,
+        earlier, stays (see _schedule's `lazy`), and the new deadline need not be worked out."""
+        if not (type(event) is monitor.Ping and name in self.wheel
+                and monitor.ping_defers_deadline(cfg, before, after, event.kind)):
+            self._schedule(name, lazy=True)
 
     def plan_ahead(self, name: str, deadline: datetime) -> Planned:
         """Plan `name`'s Tick at its coming `deadline` now, changing nothing in memory:
@@ -339,17 +364,10 @@ class Daemon:
         else:  # what apply_alerts() gives for a decision with nothing to record (most pings)
             outcome = alerts.Outcome(monitor=name)
         statements = outcome.statements
-        ping_id = None
         at = now.timestamp()
-        if ping_row is not None:
-            self.last_ping_id = self.ping_ids[name] = ping_id = self.store.next_id("pings")
-            statements.insert(0, sql.insert_ping(ping_id, name, at, *ping_row))
-        run = decision.run
-        if run is not None:
-            statements.append(sql.insert_run(
-                self.store.next_id("runs"), name, run.rid,
-                run.started_at.timestamp() if run.started_at else None,
-                at, run.duration_s, run.exit_status, run.metadata, ping_id))
+        rows, ping_id = self._rows(name, at, ping_row, decision.run)
+        if rows:
+            statements[:0] = rows
         new = decision.state
         if new is not state:
             if ping_id is not None and not decision.alerts and not decision.notes:
@@ -358,6 +376,24 @@ class Daemon:
             else:
                 statements.append(self.state_row(name, new, now, at))
         return decision, outcome
+
+    def _rows(self, name: str, at: float, ping_row: tuple | None,
+              run: monitor.RunInfo | None) -> tuple[list[Statement], int | None]:
+        """The rows of a ping at `at` (`ping_row`: its kind, exit status, rid, body and
+        remote address; None for other events) and of the run that ended with the event,
+        and the ping's id (None with no ping). A ping's id is also its monitor's last in
+        ping_ids, for the checkpoint."""
+        ping_id = None
+        rows = []
+        if ping_row is not None:
+            self.last_ping_id = self.ping_ids[name] = ping_id = self.store.next_id("pings")
+            rows.append(sql.insert_ping(ping_id, name, at, *ping_row))
+        if run is not None:
+            rows.append(sql.insert_run(
+                self.store.next_id("runs"), name, run.rid,
+                run.started_at.timestamp() if run.started_at else None,
+                at, run.duration_s, run.exit_status, run.metadata, ping_id))
+        return rows, ping_id
 
     def state_row(self, name: str, state: MonitorState, now: datetime | None = None, at: float = 0.0) -> Statement:
         """The statement that writes `name`'s row with `state` (`now`, `at`: see to_json),
@@ -371,13 +407,10 @@ class Daemon:
     def _adopt(self, name: str, decision: Decision, outcome: alerts.Outcome, now: datetime) -> None:
         """Take a decided change into memory: the state, counters, history (the caller
         puts the next deadline on the wheel)."""
-        run = decision.run
-        if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
-            self.history[name].append(run.duration_s)
+        self._take(name, decision)
         if outcome.alerts:
             self.counters[name][1] += outcome.alerts
             self.stats.alerts += outcome.alerts
-        self.states[name] = decision.state
         if decision.alerts and any(a.closes for a in decision.alerts):
             # Monitors whose alerts this one's outage silenced are checked again now:
             # one still failing is announced on its own.
@@ -387,6 +420,13 @@ class Daemon:
                     self._force_tick.add(dependent)
                     self.wheel.schedule(dependent, now.timestamp())
                     self._rearm.set()
+
+    def _take(self, name: str, decision: Decision) -> None:
+        """The new state, and the duration of a clean run for the `slow` rule's history."""
+        run = decision.run
+        if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
+            self.history[name].append(run.duration_s)
+        self.states[name] = decision.state
 
     async def commit(self, outcomes: list[alerts.Outcome]) -> None:
         """Commit what plan() built. If the commit fails, the in-memory state that
@@ -432,21 +472,27 @@ class Daemon:
         # Held by no one (the usual case): hold it without a coroutine call.
         claim = self._hold(name) if name not in self._inflight else await self._claim(name)
         try:
-            if name not in self.states:
+            state = self.states.get(name)
+            if state is None:
                 raise UnknownMonitor(name)  # removed by a reload while it waited
             now = self.clock.now()
             event = monitor.ping_event(kind, rid, exit_status, metadata)
-            _, outcome = self.plan(name, event, now, (kind._value_, exit_status, rid, body or None, remote), body)
+            row = (kind._value_, exit_status, rid, body or None, remote)
+            outcome = None
+            statements = self.plan_routine(name, state, event, now, row)
+            if statements is None:
+                _, outcome = self.plan(name, event, now, row, body)
+                statements = outcome.statements
             self.stats.pings += 1
             self.counters[name][0] += 1
             # commit([outcome]), written out: a ping always writes (its own row), and this
             # is one coroutine frame less to resume on every ping's way back from its commit.
             try:
-                await self.store.write(outcome.statements)
+                await self.store.write(statements)
             except StoreError:
                 await resync(self, {name})
                 raise
-            if outcome.outbox or outcome.logged:
+            if outcome is not None and (outcome.outbox or outcome.logged):
                 self._committed([outcome])
         finally:
             self._release_one(name, claim)

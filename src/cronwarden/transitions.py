@@ -42,7 +42,7 @@ def step(
     if now.tzinfo is None:
         raise IllegalEvent("now must be timezone-aware")
     if type(event) is Ping and state.incident is None and not state.paused:
-        routine = _routine_ping(cfg, state, event, now, history)
+        routine = routine_ping(cfg, state, event, now, history)
         if routine is not None:
             return routine
     return _by_handlers(cfg, state, event, now, silenced, history, maintenance_until)
@@ -89,8 +89,8 @@ _LAST_PING, _LAST_SUCCESS, _LAST_END, _FAILURES, _OPEN_RUNS, _LAST_DURATION = (
     ("last_ping", "last_success", "last_end", "failures", "open_runs", "last_duration"))
 
 
-def _routine_ping(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: datetime,
-                  history: Sequence[float]) -> Decision | None:
+def routine_ping(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: datetime,
+                 history: Sequence[float]) -> Decision | None:
     """The step of the most common pings, worked out directly: a start with no run open,
     and a success with no run open (a heartbeat) or one (the end of a run), that raise
     nothing, on a monitor with no incident and no pause (the caller checks those two).
@@ -99,7 +99,8 @@ def _routine_ping(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: date
     identity: for a ping that changes nothing (a heartbeat at the very instant of the last
     one) the handlers keep the old state object and this makes an equal one, so the daemon
     writes an unneeded state row. On a busy box this lane takes most pings, and the
-    handlers' working copy, builder and checks cost a ping ~3x as much."""
+    handlers' working copy, builder and checks cost a ping ~3x as much. The daemon calls
+    it first itself (Daemon.ping), without step()'s arguments that only alerts read."""
     kind = ping.kind
     runs = state.open_runs
     values = list(_values(state))
