@@ -256,8 +256,11 @@ class Daemon:
     # ------------------------------------------------------------ applying events
 
     def resolve(self, name_or_key: str) -> str | None:
-        if name_or_key in self.config.monitors:
-            return name_or_key
+        """The monitor a ping path names (by name or by key), as the config's own string: the
+        dicts keyed by monitor then find it by identity, without comparing the text."""
+        cfg = self.config.monitors.get(name_or_key)
+        if cfg is not None:
+            return cfg.name
         return self.by_key.get(name_or_key.lower())
 
     def silenced(self, cfg: MonitorConfig) -> bool:
@@ -279,20 +282,21 @@ class Daemon:
         return decision, outcome
 
     def plan_routine(self, name: str, state: MonitorState, ping: monitor.Ping, now: datetime,
-                     ping_row: tuple) -> list[Statement] | None:
+                     ping_row: tuple, history: stats.History | None) -> list[Statement] | None:
         """plan() of a routine ping (transitions.routine_ping: most pings), which raises and
         notes nothing: its rows, with no Outcome to build and none of what only alerts read
-        (dependencies, maintenance windows); None for every other ping, which plan() takes."""
+        (dependencies, maintenance windows); None for every other ping, which plan() takes.
+        `history`: self.history's entry for `name`, which the caller has looked up."""
         if state.incident is not None or state.paused:
             return None
         cfg = self.config.monitors[name]
-        decision = transitions.routine_ping(cfg, state, ping, now, self.history.get(name, ()))
+        decision = transitions.routine_ping(cfg, state, ping, now, history or ())
         if decision is None:
             return None
         rows, ping_id = self._rows(name, now.timestamp(), ping_row, decision.run)
         if name not in self.unsaved:  # its state row is written behind it (cronwarden.checkpoint)
             self.unsaved[name] = ping_id
-        self._take(name, decision)
+        self._take(name, decision, history)
         self._follow(name, cfg, state, decision.state, ping)
         return rows
 
@@ -407,7 +411,7 @@ class Daemon:
     def _adopt(self, name: str, decision: Decision, outcome: alerts.Outcome, now: datetime) -> None:
         """Take a decided change into memory: the state, counters, history (the caller
         puts the next deadline on the wheel)."""
-        self._take(name, decision)
+        self._take(name, decision, self.history.get(name))
         if outcome.alerts:
             self.counters[name][1] += outcome.alerts
             self.stats.alerts += outcome.alerts
@@ -421,11 +425,12 @@ class Daemon:
                     self.wheel.schedule(dependent, now.timestamp())
                     self._rearm.set()
 
-    def _take(self, name: str, decision: Decision) -> None:
-        """The new state, and the duration of a clean run for the `slow` rule's history."""
+    def _take(self, name: str, decision: Decision, history: stats.History | None) -> None:
+        """The new state, and the duration of a clean run for the `slow` rule's `history`
+        (`name`'s, if it has one)."""
         run = decision.run
-        if run is not None and run.duration_s is not None and run.exit_status == 0 and name in self.history:
-            self.history[name].append(run.duration_s)
+        if run is not None and run.duration_s is not None and run.exit_status == 0 and history is not None:
+            history.append(run.duration_s)
         self.states[name] = decision.state
 
     async def commit(self, outcomes: list[alerts.Outcome]) -> None:
@@ -464,13 +469,17 @@ class Daemon:
                    rid: str | None = None, metadata: dict | None = None, body: bytes | None = None,
                    remote: str | None = None) -> None:
         """Record one ping; returns once it is committed (raises StoreError if it cannot be)."""
-        if kind is not monitor.PingKind.START and kind is not monitor.PingKind.LOG and name not in self.history:
+        history = self.history.get(name)
+        if history is None and kind is not monitor.PingKind.START and kind is not monitor.PingKind.LOG:
             # Read recent durations in the background: awaiting them here would let a
             # later ping of the same job (its next start) overtake this one.
-            self.history[name] = stats.History()
+            history = self.history[name] = stats.History()
             self._spawn(self._load_history(name))
-        # Held by no one (the usual case): hold it without a coroutine call.
-        claim = self._hold(name) if name not in self._inflight else await self._claim(name)
+        if name not in self._inflight:  # held by no one (the usual case): hold it without a coroutine call
+            claim = self._hold(name)
+        else:
+            claim = await self._claim(name)
+            history = self.history.get(name)  # _load_history or a reload may have replaced it meanwhile
         try:
             state = self.states.get(name)
             if state is None:
@@ -479,7 +488,7 @@ class Daemon:
             event = monitor.ping_event(kind, rid, exit_status, metadata)
             row = (kind._value_, exit_status, rid, body or None, remote)
             outcome = None
-            statements = self.plan_routine(name, state, event, now, row)
+            statements = self.plan_routine(name, state, event, now, row, history)
             if statements is None:
                 _, outcome = self.plan(name, event, now, row, body)
                 statements = outcome.statements
