@@ -130,12 +130,14 @@ def test_every_key_but_the_instants_and_duration_is_one_the_quick_path_of_from_j
 
 
 def test_what_a_step_builds_quickly_is_what_the_constructors_build() -> None:
-    """step() builds its Ping, RunInfo, Decision and new state with frozen_builder and
+    """step() builds its Ping, RunInfo, Decision, OpenRun and new state with frozen_builder and
     copies a state into its draft with generated code: the same objects as the
     dataclasses' own constructors, frozen alike."""
     import dataclasses
 
-    from cronwarden.monitor import Decision, Ping, PingKind, RunInfo, new_decision, new_ping, new_run_info
+    from cronwarden.monitor import (
+        Decision, Ping, PingKind, RunInfo, new_decision, new_open_run, new_ping, new_run_info,
+    )
     from cronwarden.transitions import _Draft
 
     run = RunInfo(NOW, NOW, 1.5, 0, {"rows": 3}, "r1")
@@ -143,6 +145,7 @@ def test_what_a_step_builds_quickly_is_what_the_constructors_build() -> None:
         (new_ping(PingKind.FAIL, "r1", 3, {"a": 1}), Ping(PingKind.FAIL, rid="r1", exit_status=3, metadata={"a": 1})),
         (new_run_info(NOW, NOW, 1.5, 0, {"rows": 3}, "r1"), run),
         (new_decision(STATES[-1], (), run, ()), Decision(STATES[-1], (), run, ())),
+        (new_open_run(NOW, "r1", False), OpenRun(NOW, "r1")),
     ]
     for built, constructed in pairs:
         assert type(built) is type(constructed) and built == constructed and repr(built) == repr(constructed)
@@ -155,6 +158,27 @@ def test_what_a_step_builds_quickly_is_what_the_constructors_build() -> None:
         draft.failures = state.failures + 1
         changed = draft.freeze()
         assert type(changed) is MonitorState and changed == replace(state, failures=state.failures + 1)
+
+
+def test_a_frozen_replacer_is_dataclasses_replace() -> None:
+    """The routine lane's new states (transitions.routine_change) come from frozen_replacer."""
+    import dataclasses
+
+    from cronwarden.configtypes import frozen_replacer
+    from cronwarden.monitor import _new_state
+
+    changed = ("last_ping", "open_runs", "last_duration")
+    replacer = frozen_replacer(MonitorState, _new_state, changed)
+    later = NOW + timedelta(hours=1)
+    for state in STATES:
+        built = replacer(state, later, (OpenRun(later),), 2.5)
+        assert type(built) is MonitorState
+        assert built == replace(state, last_ping=later, open_runs=(OpenRun(later),), last_duration=2.5)
+        assert all(getattr(built, f) is getattr(state, f) for f in MonitorState.__slots__ if f not in changed)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            built.failures = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="no_such_field"):
+        frozen_replacer(MonitorState, _new_state, ("no_such_field",))
 
 
 def test_the_timestamp_a_caller_passes_for_now_gives_the_same_stored_form() -> None:

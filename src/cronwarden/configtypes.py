@@ -175,7 +175,24 @@ def frozen_builder(cls: type) -> Any:
     names = ", ".join(spec[0] for spec in specs)
     exec(f"def build({', '.join(params)}):\n    self = twin({names})\n    self.__class__ = cls\n"
          "    return self\n", namespace)
-    return namespace["build"]
+    build = namespace["build"]
+    build.twin = twin
+    return build
+
+
+def frozen_replacer(cls: type, build: Any, changed: tuple[str, ...]) -> Any:
+    """``dataclasses.replace(obj, **dict(zip(changed, values)))`` for an instance of frozen
+    slots dataclass `cls` as a function ``(obj, *values)``, built like `build`
+    (frozen_builder(cls)) builds, in one frame: the fields not in `changed` are read
+    straight off `obj` (no attrgetter, no list, no keyword arguments)."""
+    names = [f.name for f in fields(cls)]
+    if not set(changed) <= set(names):
+        raise ValueError(f"not fields of {cls.__name__}: {sorted(set(changed) - set(names))}")
+    values = ", ".join(name if name in changed else f"obj.{name}" for name in names)
+    namespace: dict[str, Any] = {"cls": cls, "twin": build.twin}
+    exec(f"def replace(obj, {', '.join(changed)}):\n    self = twin({values})\n    self.__class__ = cls\n"
+         "    return self\n", namespace)
+    return namespace["replace"]
 
 
 # MonitorConfig(...), for the loader, which builds 100,000 of them at 100,000 monitors.

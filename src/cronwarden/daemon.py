@@ -290,14 +290,17 @@ class Daemon:
         if state.incident is not None or state.paused:
             return None
         cfg = self.config.monitors[name]
-        decision = transitions.routine_ping(cfg, state, ping, now, history or ())
-        if decision is None:
+        change = transitions.routine_change(cfg, state, ping, now, () if history is None else history)
+        if change is None:
             return None
-        rows, ping_id = self._rows(name, now.timestamp(), ping_row, decision.run)
+        new, run = change
+        rows, ping_id = self._rows(name, now.timestamp(), ping_row, run)
         if name not in self.unsaved:  # its state row is written behind it (cronwarden.checkpoint)
             self.unsaved[name] = ping_id
-        self._take(name, decision, history)
-        self._follow(name, cfg, state, decision.state, ping)
+        self._take(name, new, run, history)
+        # _follow(), knowing it is a ping that leaves no incident and no pause
+        if not (name in self.wheel and monitor.quiet_ping_defers_deadline(cfg, state, new, ping.kind)):
+            self._schedule(name, lazy=True)
         return rows
 
     def _follow(self, name: str, cfg: MonitorConfig, before: MonitorState, after: MonitorState,
@@ -411,7 +414,7 @@ class Daemon:
     def _adopt(self, name: str, decision: Decision, outcome: alerts.Outcome, now: datetime) -> None:
         """Take a decided change into memory: the state, counters, history (the caller
         puts the next deadline on the wheel)."""
-        self._take(name, decision, self.history.get(name))
+        self._take(name, decision.state, decision.run, self.history.get(name))
         if outcome.alerts:
             self.counters[name][1] += outcome.alerts
             self.stats.alerts += outcome.alerts
@@ -425,13 +428,13 @@ class Daemon:
                     self.wheel.schedule(dependent, now.timestamp())
                     self._rearm.set()
 
-    def _take(self, name: str, decision: Decision, history: stats.History | None) -> None:
-        """The new state, and the duration of a clean run for the `slow` rule's `history`
+    def _take(self, name: str, state: MonitorState, run: monitor.RunInfo | None,
+              history: stats.History | None) -> None:
+        """The new state, and the duration of a clean `run` for the `slow` rule's `history`
         (`name`'s, if it has one)."""
-        run = decision.run
         if run is not None and run.duration_s is not None and run.exit_status == 0 and history is not None:
             history.append(run.duration_s)
-        self.states[name] = decision.state
+        self.states[name] = state
 
     async def commit(self, outcomes: list[alerts.Outcome]) -> None:
         """Commit what plan() built. If the commit fails, the in-memory state that

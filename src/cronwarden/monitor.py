@@ -342,6 +342,7 @@ class Decision:
 new_decision = frozen_builder(Decision)
 new_run_info = frozen_builder(RunInfo)
 new_ping = frozen_builder(Ping)
+new_open_run = frozen_builder(OpenRun)
 # The events of pings with no rid and no metadata (nearly all), made once: an event is
 # immutable, and every ping built one (~0.5 us) before its step. Keyed by the kind's text.
 _PLAIN_PINGS = {(kind._value_, code): new_ping(kind, None, code, None)
@@ -443,6 +444,13 @@ def ping_defers_deadline(cfg: MonitorConfig, before: MonitorState, after: Monito
     set again.)"""
     if before.incident is not None or after.incident is not None or before.paused or after.paused:
         return False
+    return quiet_ping_defers_deadline(cfg, before, after, kind)
+
+
+def quiet_ping_defers_deadline(cfg: MonitorConfig, before: MonitorState, after: MonitorState,
+                               kind: PingKind) -> bool:
+    """ping_defers_deadline() for a ping the caller knows left no incident and no pause
+    on either side (transitions.routine_change's)."""
     now = after.last_ping  # the ping's instant
     if (now is None or now < before.created_at
             or (before.last_ping is not None and now < before.last_ping)

@@ -15,10 +15,11 @@ from typing import Any, Sequence
 
 from . import stats
 from .config import MonitorConfig
+from .configtypes import frozen_replacer
 from .monitor import (
     MAX_OPEN_RUNS, Ack, Alert, AlertKind, Decision, Event, IllegalEvent, Incident, MonitorState, Note,
     OpenRun, Pause, Ping, PingKind, Resolve, Resume, RunInfo, Tick, _forget_after, _iso, _new_state, due_at,
-    new_decision, new_run_info,
+    new_decision, new_open_run, new_run_info,
 )
 from .units import format_duration
 
@@ -84,53 +85,58 @@ def _by_handlers(cfg: MonitorConfig, state: MonitorState, event: Event, now: dat
 
 _FIELDS = tuple(f.name for f in fields(MonitorState))
 _values = attrgetter(*_FIELDS)
-_LAST_PING, _LAST_SUCCESS, _LAST_END, _FAILURES, _OPEN_RUNS, _LAST_DURATION = (
-    _FIELDS.index(name) for name in
-    ("last_ping", "last_success", "last_end", "failures", "open_runs", "last_duration"))
+
+
+# The new state of each kind of routine ping, in one frame each (see frozen_replacer).
+_started = frozen_replacer(MonitorState, _new_state, ("last_ping", "open_runs"))
+_beat = frozen_replacer(MonitorState, _new_state, ("last_ping", "last_success", "last_end", "failures"))
+_ended = frozen_replacer(MonitorState, _new_state,
+                         ("last_ping", "last_success", "last_end", "failures", "open_runs", "last_duration"))
+
+
+def routine_change(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: datetime,
+                   history: Sequence[float]) -> tuple[MonitorState, RunInfo | None] | None:
+    """The step of the most common pings, worked out directly: a start with no run open,
+    and a success with no run open (a heartbeat) or one (the end of a run), that raise
+    nothing, on a monitor with no incident and no pause (the caller checks those two):
+    the new state and the run that ended. None for every other ping, which the handlers
+    take. What it gives is equal to what the handlers give (a property test steps random
+    pings both ways); the one difference is identity: for a ping that changes nothing (a
+    heartbeat at the very instant of the last one) the handlers keep the old state object
+    and this makes an equal one, so the daemon writes an unneeded state row. On a busy
+    box this lane takes most pings, and the handlers' working copy, builder and checks
+    cost a ping ~3x as much. The daemon calls it first itself (Daemon.plan_routine),
+    without step()'s arguments that only alerts read."""
+    kind = ping.kind
+    runs = state.open_runs
+    if kind is PingKind.START:
+        if runs:
+            return None  # a repeated start, or an overlap
+        return _started(state, now, (new_open_run(now, ping.rid, False),)), None
+    if kind is not PingKind.SUCCESS or (cfg.rules and ping.metadata):
+        return None
+    exit_status = 0 if ping.exit_status is None else ping.exit_status
+    if not runs:  # a heartbeat
+        return _beat(state, now, now, now, 0), new_run_info(None, now, None, exit_status, ping.metadata, ping.rid)
+    run = runs[0]
+    if len(runs) > 1 or (ping.rid is not None and ping.rid != run.rid):
+        return None
+    if cfg.max_runtime is None and _forget_after(cfg, run) <= now:
+        return None  # stale: forgotten before the end is matched
+    started = run.started_at
+    duration = (now - started).total_seconds()
+    limit = _slow_limit(cfg, history)
+    if limit is not None and duration > limit:
+        return None  # slow
+    return (_ended(state, now, now, now, 0, (), duration),
+            new_run_info(started, now, duration, exit_status, ping.metadata, ping.rid))
 
 
 def routine_ping(cfg: MonitorConfig, state: MonitorState, ping: Ping, now: datetime,
                  history: Sequence[float]) -> Decision | None:
-    """The step of the most common pings, worked out directly: a start with no run open,
-    and a success with no run open (a heartbeat) or one (the end of a run), that raise
-    nothing, on a monitor with no incident and no pause (the caller checks those two).
-    None for every other ping, which the handlers take. What it gives is equal to what the
-    handlers give (a property test steps random pings both ways); the one difference is
-    identity: for a ping that changes nothing (a heartbeat at the very instant of the last
-    one) the handlers keep the old state object and this makes an equal one, so the daemon
-    writes an unneeded state row. On a busy box this lane takes most pings, and the
-    handlers' working copy, builder and checks cost a ping ~3x as much. The daemon calls
-    it first itself (Daemon.ping), without step()'s arguments that only alerts read."""
-    kind = ping.kind
-    runs = state.open_runs
-    values = list(_values(state))
-    values[_LAST_PING] = now
-    if kind is PingKind.START:
-        if runs:
-            return None  # a repeated start, or an overlap
-        values[_OPEN_RUNS] = (OpenRun(now, ping.rid),)
-        return new_decision(_new_state(*values), (), None, ())
-    if kind is not PingKind.SUCCESS or (cfg.rules and ping.metadata):
-        return None
-    started = duration = None
-    if runs:
-        run = runs[0]
-        if len(runs) > 1 or (ping.rid is not None and ping.rid != run.rid):
-            return None
-        if cfg.max_runtime is None and _forget_after(cfg, run) <= now:
-            return None  # stale: forgotten before the end is matched
-        started = run.started_at
-        duration = (now - started).total_seconds()
-        limit = _slow_limit(cfg, history)
-        if limit is not None and duration > limit:
-            return None  # slow
-        values[_OPEN_RUNS] = ()
-        values[_LAST_DURATION] = duration
-    values[_LAST_END] = values[_LAST_SUCCESS] = now
-    values[_FAILURES] = 0
-    run_info = new_run_info(started, now, duration, 0 if ping.exit_status is None else ping.exit_status,
-                            ping.metadata, ping.rid)
-    return new_decision(_new_state(*values), (), run_info, ())
+    """routine_change() as the Decision step() gives."""
+    change = routine_change(cfg, state, ping, now, history)
+    return None if change is None else new_decision(change[0], (), change[1], ())
 
 
 def _slow_limit(cfg: MonitorConfig, history: Sequence[float]) -> float | None:
