@@ -43,9 +43,12 @@ log = logging.getLogger("cronwarden")
 
 MARK = "state_mark"
 CHECKPOINT_SECONDS = 60.0
-# A crash leaves up to about two checkpoints' pings to put back at start-up: 50,000 took
-# 0.6 s there at 10,000 monitors (bench/README.md).
-CHECKPOINT_PINGS = 50_000
+# Under sustained load a checkpoint writes a row per monitor pinged since the last one:
+# ~150 ms of the one core for 10,000 monitors, ~3 us per ping when it came every 50,000
+# pings, half that now. A crash leaves up to about two checkpoints' pings to put back at
+# start-up, ~12 us each (50,000 took 0.6 s at 10,000 monitors, bench/README.md): ~2.5 s
+# more after a crash at full load.
+CHECKPOINT_PINGS = 100_000
 CHUNK = 500  # rows per transaction of a checkpoint: the pings between wait ~10 ms at most, not ~100
 
 
