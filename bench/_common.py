@@ -111,7 +111,7 @@ def monitor_lines(n: int, *, prefix: str = "m", start: int = 0, mixed: bool = Tr
             yield f"  {name}: {{cron: '{expr}', timezone: {tz}}}"
 
 
-def write_config(directory: Path, monitors: Iterable[str], *, grace: str = "1h",
+def write_config(directory: Path, monitors: Iterable[str], *, grace: str = "1h", slow_after: str | None = None,
                  channels: str = "", default_channels: str = "", name: str = "cw.yaml") -> Path:
     """A config listening on 127.0.0.1:0 with its database next to it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -119,6 +119,8 @@ def write_config(directory: Path, monitors: Iterable[str], *, grace: str = "1h",
     with path.open("w") as f:
         f.write("server:\n  listen: 127.0.0.1:0\n  database: ./cw.db\n")
         f.write(f"defaults:\n  grace: {grace}\n")
+        if slow_after:
+            f.write(f"  slow_after: {slow_after}\n")
         if default_channels:
             f.write(f"  channels: [{default_channels}]\n")
         if channels:
