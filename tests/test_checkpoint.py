@@ -282,34 +282,52 @@ class SetClock(Clock):
 
 
 async def test_the_daemons_routine_lane_stores_what_plan_stores(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Daemon.plan_routine (most pings) and plan() (every event) give the same rows and
-    states: the same pings through a daemon with the lane and one without it."""
+    """Daemon.plan_routine (most pings) and plan() (every event) give the same rows,
+    states, run histories and deadlines: the same pings through a daemon with the lane
+    and one without it."""
     pings = [("beat", PingKind.SUCCESS, None, None, None), ("job", PingKind.START, None, None, None),
              ("job", PingKind.SUCCESS, 0, None, None), ("job", PingKind.START, None, "r1", None),
              ("job", PingKind.SUCCESS, 0, "r1", {"rows": 3}), ("beat", PingKind.LOG, None, None, None),
              ("other", PingKind.FAIL, 2, None, None), ("other", PingKind.SUCCESS, None, None, None),
-             ("other", PingKind.SUCCESS, 0, None, None), ("beat", PingKind.SUCCESS, None, None, None)]
+             ("other", PingKind.SUCCESS, 0, None, None), ("beat", PingKind.SUCCESS, None, None, None),
+             ("bounded", PingKind.START, None, None, None)]  # a start that brings its deadline nearer
+    config = CONFIG.replace("monitors: {", "monitors: {bounded: {every: 1h, max_runtime: 30s}, ")
     results = []
     for lane in (True, False):
         path = tmp_path / str(lane)
         path.mkdir()
         clock = SetClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
-        d = Daemon(parse_config(CONFIG, path / "c.yaml"), clock)
-        if not lane:
-            monkeypatch.setattr(d, "plan_routine", lambda *args: None)
+        d = Daemon(parse_config(config, path / "c.yaml"), clock)
+        plan_routine = d.plan_routine
+        taken = []
+
+        def counted(*args):  # type: ignore[no-untyped-def]
+            rows = plan_routine(*args) if lane else None
+            taken.append(rows is not None)
+            return rows
+
+        monkeypatch.setattr(d, "plan_routine", counted)
         await d.start()
         try:
             for k, (name, kind, code, rid, metadata) in enumerate(pings):
                 clock.at += timedelta(seconds=10 + k)
                 await d.ping(name, kind, exit_status=code, rid=rid, metadata=metadata, remote="127.0.0.1")
+            await asyncio.sleep(0.1)  # the run histories' loads from the database
             states, unsaved = dict(d.states), dict(d.unsaved)
+            history = {name: list(h) for name, h in d.history.items()}
+            deadlines = {name: d.wheel.when(name) for name in d.states}
             await checkpoint.checkpoint(d)
         finally:
             await d.stop()
         db = sqlite3.connect(path / "cw.db")
-        results.append((states, unsaved, *(db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-                                           for table in ("pings", "runs", "monitors", "incidents"))))
+        results.append((states, unsaved, history, deadlines,
+                        *(db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                          for table in ("pings", "runs", "monitors", "incidents"))))
         db.close()
+        if lane:  # the lane took the routine pings: all but the log ping, the failure and the recovery
+            assert taken == [True, True, True, True, True, False, False, False, True, True, True]
     with_lane, without = results
     assert with_lane == without
-    assert with_lane[1] == {"beat": 1, "job": 2, "other": 9}  # written behind them, by the checkpoint
+    assert with_lane[1] == {"beat": 1, "job": 2, "other": 9, "bounded": 11}  # written behind, by the checkpoint
+    assert with_lane[3]["bounded"] < with_lane[3]["beat"]  # its run's limit, not its schedule
+    assert with_lane[2]["job"] == [12.0, 14.0]  # the two runs' durations, for the slow rule

@@ -167,11 +167,11 @@ def test_a_frozen_replacer_is_dataclasses_replace() -> None:
     from cronwarden.configtypes import frozen_replacer
     from cronwarden.monitor import _new_state
 
-    changed = ("last_ping", "open_runs", "last_duration")
+    changed = ("last_duration", "last_ping", "open_runs")  # not in the fields' order
     replacer = frozen_replacer(MonitorState, _new_state, changed)
     later = NOW + timedelta(hours=1)
     for state in STATES:
-        built = replacer(state, later, (OpenRun(later),), 2.5)
+        built = replacer(state, 2.5, later, (OpenRun(later),))
         assert type(built) is MonitorState
         assert built == replace(state, last_ping=later, open_runs=(OpenRun(later),), last_duration=2.5)
         assert all(getattr(built, f) is getattr(state, f) for f in MonitorState.__slots__ if f not in changed)
@@ -179,6 +179,8 @@ def test_a_frozen_replacer_is_dataclasses_replace() -> None:
             built.failures = 1  # type: ignore[misc]
     with pytest.raises(ValueError, match="no_such_field"):
         frozen_replacer(MonitorState, _new_state, ("no_such_field",))
+    with pytest.raises(ValueError, match="cannot build"):
+        frozen_replacer(MonitorState, _new_state, ("failures", "failures"))
 
 
 def test_the_timestamp_a_caller_passes_for_now_gives_the_same_stored_form() -> None:

@@ -46,8 +46,8 @@ CHECKPOINT_SECONDS = 60.0
 # Under sustained load a checkpoint writes a row per monitor pinged since the last one:
 # ~150 ms of the one core for 10,000 monitors, ~3 us per ping when it came every 50,000
 # pings, half that now. A crash leaves up to about two checkpoints' pings to put back at
-# start-up, ~12 us each (50,000 took 0.6 s at 10,000 monitors, bench/README.md): ~2.5 s
-# more after a crash at full load.
+# start-up, ~12 us each (50,000 took 0.6 s at 10,000 monitors, bench/README.md): up to
+# ~2.4 s after a crash at full load (~1.2 s with 50,000).
 CHECKPOINT_PINGS = 100_000
 CHUNK = 500  # rows per transaction of a checkpoint: the pings between wait ~10 ms at most, not ~100
 
@@ -101,10 +101,15 @@ def replay(daemon: "Daemon", pings: Iterable[tuple], stored: dict[str, tuple[str
 
 
 async def pings_past(daemon: "Daemon", mark: int, names: set[str] | None = None) -> list[tuple]:
-    """The pings past `mark` (of `names` only, if given), in id order, as replay() takes them."""
-    rows = await daemon.store.fetchall("SELECT id, monitor, at, kind, exit_status, rid FROM pings WHERE id > ? "
-                                       "ORDER BY id", (mark,), tuples=True)
-    return rows if names is None else [row for row in rows if row[1] in names]
+    """The pings past `mark` (of `names` only, if given: through the index by monitor, not
+    every ping past the mark), in id order, as replay() takes them."""
+    columns = "SELECT id, monitor, at, kind, exit_status, rid FROM pings"
+    if names is None:
+        return await daemon.store.fetchall(f"{columns} WHERE id > ? ORDER BY id", (mark,), tuples=True)
+    rows: list[tuple] = []
+    for name in sorted(names):
+        rows += await daemon.store.fetchall(f"{columns} WHERE monitor = ? AND id > ?", (name, mark), tuples=True)
+    return sorted(rows)
 
 
 def rows_of_unsaved(daemon: "Daemon", names: Iterable[str]) -> list[Statement]:

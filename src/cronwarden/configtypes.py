@@ -188,6 +188,8 @@ def frozen_replacer(cls: type, build: Any, changed: tuple[str, ...]) -> Any:
     names = [f.name for f in fields(cls)]
     if not set(changed) <= set(names):
         raise ValueError(f"not fields of {cls.__name__}: {sorted(set(changed) - set(names))}")
+    if len(set(changed)) != len(changed) or {"obj", "cls", "twin", "self"} & set(names):
+        raise ValueError(f"cannot build a replacer of {cls.__name__} for {changed}")
     values = ", ".join(name if name in changed else f"obj.{name}" for name in names)
     namespace: dict[str, Any] = {"cls": cls, "twin": build.twin}
     exec(f"def replace(obj, {', '.join(changed)}):\n    self = twin({values})\n    self.__class__ = cls\n"

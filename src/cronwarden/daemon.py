@@ -283,7 +283,7 @@ class Daemon:
 
     def plan_routine(self, name: str, state: MonitorState, ping: monitor.Ping, now: datetime,
                      ping_row: tuple, history: stats.History | None) -> list[Statement] | None:
-        """plan() of a routine ping (transitions.routine_ping: most pings), which raises and
+        """plan() of a routine ping (transitions.routine_change: most pings), which raises and
         notes nothing: its rows, with no Outcome to build and none of what only alerts read
         (dependencies, maintenance windows); None for every other ping, which plan() takes.
         `history`: self.history's entry for `name`, which the caller has looked up."""

@@ -104,6 +104,11 @@ class TimerWheel:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._where
 
+    def when(self, key: Hashable) -> float | None:
+        """When `key`'s timer fires (epoch seconds, rounded up to its tick); None if not set."""
+        t = self._where.get(key)
+        return None if t is None else t * RESOLUTION
+
     def _put(self, key: Hashable, t: int, c: int) -> None:
         if t < self._wake:
             self._wake, self._wake_at = t, t * RESOLUTION
