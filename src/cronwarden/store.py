@@ -117,6 +117,7 @@ class Store:
         self._hurry = False  # a write queued with gather=False: commit without waiting for others
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the writer's, from open()
         self._ids: dict[str, Iterator[int]] = {}  # table -> its next ids (see next_id)
         self.last_error: str | None = None
         self.commits = 0
@@ -140,7 +141,10 @@ class Store:
             await self.close()
             raise
         self._closing = False  # a Store closed before may be opened again
-        self._writer = asyncio.create_task(self._write_loop(), name="cronwarden-writer")
+        # The writer's loop, for the futures of writes: asyncio.get_running_loop() makes a
+        # getpid() system call on every call (Python 3.11 checks for a fork), once per ping.
+        self._loop = asyncio.get_running_loop()
+        self._writer = self._loop.create_task(self._write_loop(), name="cronwarden-writer")
 
     async def close(self) -> None:
         """Commit what is queued, then close both connections; safe to call twice."""
@@ -201,7 +205,7 @@ class Store:
     def _submit(self, statements: list[Statement], counted: bool) -> "asyncio.Future[int]":
         if self._writer is None:
             raise StoreError("the database is closed")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[int] = self._loop.create_future()  # type: ignore[union-attr]
         self._pending.append((statements, future, counted))
         if self._wakeup is not None:
             self._wake_writer()
