@@ -268,6 +268,23 @@ async def test_the_loop_checkpoints_after_enough_pings(tmp_path, monkeypatch) ->
         await d.stop()
 
 
+async def test_an_idle_loop_waits_for_a_ping_then_checkpoints_it_in_time(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_SECONDS", 0.5)
+    d = await started(tmp_path)
+    try:
+        await asyncio.sleep(1.5)  # nothing unsaved: the loop waits for a ping, not for the clock
+        assert not d.unsaved_wake.is_set() and rows(tmp_path)[1] == 0
+        await d.ping("beat", PingKind.SUCCESS)
+        assert d.unsaved_wake.is_set()
+        for _ in range(50):
+            if rows(tmp_path)[1] == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert rows(tmp_path)[1] == 1 and not d.unsaved
+    finally:
+        await d.stop()
+
+
 class SetClock(Clock):
     """The instant the test sets (the timer's own reads included)."""
 

@@ -164,12 +164,18 @@ async def checkpoint_loop(daemon: "Daemon") -> None:
     """Checkpoint every CHECKPOINT_SECONDS, or sooner after CHECKPOINT_PINGS pings since
     the last one. (Counted from the last checkpoint, not from the mark: a monitor held
     during a checkpoint keeps the mark up to one checkpoint behind, and counting from it
-    would checkpoint again a second later, before monitors are pinged twice.)"""
+    would checkpoint again a second later, before monitors are pinged twice.) With no
+    monitor unsaved it waits for one (daemon.unsaved_wake) instead of looking every second:
+    an idle daemon wakes only for its deadlines."""
     last, last_id = time.monotonic(), daemon.last_ping_id
     while True:
+        if not daemon.unsaved:
+            daemon.unsaved_wake.clear()
+            await daemon.unsaved_wake.wait()
+            # counted from the first ping not written (more may have come before this ran)
+            last, last_id = time.monotonic(), min(daemon.unsaved.values(), default=daemon.last_ping_id + 1) - 1
         await asyncio.sleep(1.0)
         if not daemon.unsaved:
-            last, last_id = time.monotonic(), daemon.last_ping_id
             continue
         if time.monotonic() - last >= CHECKPOINT_SECONDS or daemon.last_ping_id - last_id >= CHECKPOINT_PINGS:
             last_id = daemon.last_ping_id

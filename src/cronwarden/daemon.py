@@ -121,6 +121,7 @@ class Daemon:
         # whose row lacks some -> the first of those pings; the last ping of each monitor
         # pinged past the mark; the mark (None until start-up reads it); the last ping id.
         self.unsaved: dict[str, int] = {}
+        self.unsaved_wake = asyncio.Event()  # set when `unsaved` gets its first monitor
         self.ping_ids: dict[str, int] = {}
         self.mark: int | None = None
         self.last_ping_id = 0
@@ -296,6 +297,8 @@ class Daemon:
         new, run = change
         rows, ping_id = self._rows(name, now.timestamp(), ping_row, run)
         if name not in self.unsaved:  # its state row is written behind it (cronwarden.checkpoint)
+            if not self.unsaved:
+                self.unsaved_wake.set()
             self.unsaved[name] = ping_id
         self._take(name, new, run, history)
         # _follow(), knowing it is a ping that leaves no incident and no pause
@@ -379,6 +382,8 @@ class Daemon:
         if new is not state:
             if ping_id is not None and not decision.alerts and not decision.notes:
                 if name not in self.unsaved:  # a routine ping: its row is written behind it
+                    if not self.unsaved:
+                        self.unsaved_wake.set()
                     self.unsaved[name] = ping_id
             else:
                 statements.append(self.state_row(name, new, now, at))
