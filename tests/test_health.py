@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from conftest import DaemonFactory, Receiver, local_app
-from cronwarden import health
+from cronwarden import health, timer
 from cronwarden.config import parse_config
 from cronwarden.daemon import Daemon
 
@@ -65,7 +65,7 @@ async def test_a_planned_tick_left_waiting_past_its_deadline_counts_as_the_timer
         await asyncio.gather(d._timer_task, return_exceptions=True)
         d.wheel.cancel("a")
         assert health.wheel_behind(d) == 0.0
-        d.ahead.add(d.plan_ahead("a", d.clock.now() - timedelta(seconds=30)))
+        d.ahead.add(timer.plan_ahead(d, "a", d.clock.now() - timedelta(seconds=30)))
         assert 30 <= health.wheel_behind(d) < 40 and health.WHEEL_BEHIND < 30
     finally:
         await d.stop()

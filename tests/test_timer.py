@@ -16,6 +16,7 @@ from typing import AsyncIterator
 
 import pytest
 
+from cronwarden import timer
 from cronwarden.config import parse_config
 from cronwarden.daemon import Daemon
 from cronwarden.timer import MAX_SLEEP
@@ -132,21 +133,25 @@ async def test_a_reload_reschedules_the_monitors_it_changes_and_leaves_the_other
 
 @contextlib.asynccontextmanager
 async def started(tmp_path: Path, monitors: str) -> AsyncIterator[tuple[Daemon, list[str]]]:
-    """A started daemon whose plan_ahead() calls are recorded (names); stopped after."""
+    """A started daemon whose timer.plan_ahead() calls are recorded (names); stopped after."""
     daemon = Daemon(make_config(tmp_path, monitors))
     planned: list[str] = []
-    plan_ahead = daemon.plan_ahead
+    plan_ahead = timer.plan_ahead
 
-    def recorded(name, deadline):  # type: ignore[no-untyped-def]
-        planned.append(name)
-        return plan_ahead(name, deadline)
+    def recorded(d, name, deadline):  # type: ignore[no-untyped-def]
+        if d is daemon:
+            planned.append(name)
+        return plan_ahead(d, name, deadline)
 
-    daemon.plan_ahead = recorded  # type: ignore[method-assign]
-    await daemon.start()
+    timer.plan_ahead = recorded
     try:
-        yield daemon, planned
+        await daemon.start()
+        try:
+            yield daemon, planned
+        finally:
+            await daemon.stop()
     finally:
-        await daemon.stop()
+        timer.plan_ahead = plan_ahead
 
 
 async def test_a_tick_planned_ahead_lands_at_its_deadline_with_the_deadline_as_its_time(tmp_path: Path) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import operator
 import os
 import signal
 from collections import defaultdict
@@ -47,10 +46,9 @@ from .channels import sender_for
 from .channels.log import format_line
 from .config import ChannelConfig, Config, MonitorConfig
 from .delivery import ChannelWorker
-from .monitor import Decision, Event, MonitorState, Tick
+from .monitor import Decision, Event, MonitorState
 from .ratelimit import RateLimiter
 from .store import Statement, Store, StoreError
-from .timer import Planned
 from .wheel import Clock, TimerWheel
 
 log = logging.getLogger("cronwarden")
@@ -139,7 +137,7 @@ class Daemon:
             async with self.reload_lock:  # a SIGHUP during start-up waits for the states it would change
                 await recover(self)
             self._timer_task = asyncio.create_task(timer.run(self), name="cronwarden-timer")
-            self._retention_task = asyncio.create_task(self._retention_loop(), name="cronwarden-retention")
+            self._retention_task = asyncio.create_task(retention.retention_loop(self), name="cronwarden-retention")
             self._heartbeat_task = asyncio.create_task(health.heartbeat_loop(self), name="cronwarden-heartbeat")
             self._checkpoint_task = asyncio.create_task(checkpoint.checkpoint_loop(self), name="cronwarden-checkpoint")
             self._sync_workers()
@@ -314,46 +312,6 @@ class Daemon:
         if not (type(event) is monitor.Ping and name in self.wheel
                 and monitor.ping_defers_deadline(cfg, before, after, event.kind)):
             self._schedule(name, lazy=True)
-
-    def plan_ahead(self, name: str, deadline: datetime) -> Planned:
-        """Plan `name`'s Tick at its coming `deadline` now, changing nothing in memory:
-        the timer commits it at the deadline with :meth:`adopt_planned` if what the step
-        reads is still the same then (see :mod:`cronwarden.timer`)."""
-        cfg = self.config.monitors[name]
-        state = self.states[name]
-        seq = state.incident.seq if state.incident is not None else None
-        ids = {(name, seq): self.incident_ids[(name, seq)]} if (name, seq) in self.incident_ids else {}
-        decision, outcome = self._decide(name, cfg, state, Tick(), deadline, ids)
-        new = decision.state
-        follow = monitor.next_deadline(cfg, new, self._maintenance(name, deadline) if new.incident else None)
-        return Planned(name, deadline.timestamp(), deadline, self.config, self._inputs(name, cfg), ids,
-                       decision, outcome, follow)
-
-    def adopt_planned(self, planned: Planned) -> alerts.Outcome | None:
-        """The outcome of a Tick planned ahead, now taken into memory; None (and nothing
-        changed) when the monitor, its config or a monitor it depends on or that depends on
-        it changed since it was planned."""
-        name = planned.name
-        if planned.config is not self.config:
-            return None
-        inputs = self._inputs(name, self.config.monitors[name])
-        if len(inputs) != len(planned.inputs) or not all(map(operator.is_, inputs, planned.inputs)):
-            return None
-        self.incident_ids.update(planned.incident_ids)
-        self._adopt(name, planned.decision, planned.outcome, planned.now)
-        self._arm(name, planned.follow, lazy=True)
-        return planned.outcome
-
-    def _inputs(self, name: str, cfg: MonitorConfig) -> tuple[MonitorState | None, ...]:
-        """The states a Tick of `name` reads: its own, and those of the monitors it depends
-        on (silenced) and that depend on it (suppressed). Compared by identity: every change
-        makes a new state object."""
-        states = self.states
-        dependents = self.dependents.get(name)
-        if not cfg.depends_on and not dependents:
-            return (states.get(name),)  # most monitors
-        return (states.get(name), *(states.get(d) for d in cfg.depends_on),
-                *(states.get(d) for d in dependents or ()))
 
     def _decide(self, name: str, cfg: MonitorConfig, state: MonitorState, event: Event, now: datetime,
                 incident_ids: dict[tuple[str, int], int], ping_row: tuple | None = None,
@@ -612,17 +570,6 @@ class Daemon:
         if when < self._sleep_until:
             self._rearm.set()
         return deadline
-
-    async def _retention_loop(self) -> None:
-        await asyncio.sleep(60)  # let start-up and the first burst of overdue alerts settle
-        while True:
-            try:
-                # Pruning may delete pings past the mark: their states are written first.
-                await checkpoint.checkpoint(self)
-                await retention.prune_once(self.store, self.config.server, self.clock.time())
-            except Exception:
-                log.exception("retention pass failed; trying again next hour")
-            await asyncio.sleep(retention.INTERVAL)
 
     # ------------------------------------------------------------ workers
 

@@ -13,14 +13,33 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from typing import TYPE_CHECKING
+
+from . import checkpoint
 from . import store as sql
 from .config import ServerConfig
 from .store import Store
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
 
 log = logging.getLogger("cronwarden.retention")
 
 BATCH = 2000
 INTERVAL = 3600.0  # seconds between passes
+
+
+async def retention_loop(daemon: "Daemon") -> None:
+    """The daemon's task: a pass a minute after start-up, then every INTERVAL."""
+    await asyncio.sleep(60)  # let start-up and the first burst of overdue alerts settle
+    while True:
+        try:
+            # Pruning may delete pings past the mark: their states are written first.
+            await checkpoint.checkpoint(daemon)
+            await prune_once(daemon.store, daemon.config.server, daemon.clock.time())
+        except Exception:
+            log.exception("retention pass failed; trying again next hour")
+        await asyncio.sleep(INTERVAL)
 
 
 async def _drain(store: Store, statements: list[sql.Statement]) -> int:

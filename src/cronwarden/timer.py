@@ -10,7 +10,7 @@ burst).
 Ticks are planned ahead. A deadline is known in advance and the step is pure,
 so the timer takes the monitors falling due within the next LEAD seconds off
 the wheel and plans each one's Tick as of its deadline
-(:meth:`Daemon.plan_ahead <cronwarden.daemon.Daemon.plan_ahead>`: the new
+(:func:`plan_ahead`: the new
 state, the incident and outbox rows, the alert payloads) without changing
 anything. At the deadline all that is left is to check that nothing the step
 read has changed (the monitor's state, those of the monitors it depends on and
@@ -25,16 +25,18 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import operator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
 from typing import TYPE_CHECKING
 
+from . import monitor
 from .monitor import Tick
 
 if TYPE_CHECKING:
     from .alerts import Outcome
-    from .config import Config
+    from .config import Config, MonitorConfig
     from .daemon import Daemon
     from .monitor import Decision, MonitorState
 
@@ -49,13 +51,13 @@ INFLIGHT_RETRY = 0.05  # seconds before a monitor held by a commit is looked at 
 
 @dataclass(slots=True)
 class Planned:
-    """A Tick planned before its deadline (Daemon.plan_ahead), waiting for it."""
+    """A Tick planned before its deadline (plan_ahead), waiting for it."""
 
     name: str
     at: float  # the deadline, epoch seconds
     now: datetime  # the deadline: the time the Tick was planned at
     config: Config
-    inputs: tuple[MonitorState | None, ...]  # what the step read (Daemon._inputs)
+    inputs: tuple[MonitorState | None, ...]  # what the step read (_inputs)
     incident_ids: dict[tuple[str, int], int]  # of the incident it opens, or the one open
     decision: Decision
     outcome: Outcome
@@ -168,7 +170,7 @@ async def fire(daemon: "Daemon", ready: list[Planned], names: list) -> None:
             if name not in daemon.states or name in claims:
                 continue  # removed by a reload, or committed above
             if planned is not None and name not in daemon._inflight and name not in daemon._force_tick:
-                outcome = daemon.adopt_planned(planned)
+                outcome = adopt_planned(daemon, planned)
                 if outcome is not None:
                     _lateness(daemon, now_ts - planned.at)
                     claims[name] = daemon._hold(name)
@@ -210,7 +212,50 @@ async def fire(daemon: "Daemon", ready: list[Planned], names: list) -> None:
                         daemon.wheel.schedule(rest, when.timestamp())
                 return
         if name in daemon.states:
-            ahead.add(daemon.plan_ahead(name, deadline))
+            ahead.add(plan_ahead(daemon, name, deadline))
+
+
+def plan_ahead(daemon: "Daemon", name: str, deadline: datetime) -> Planned:
+    """Plan `name`'s Tick at its coming `deadline` now, changing nothing in the daemon's
+    memory: fire() commits it at the deadline with adopt_planned() if what the step reads
+    is still the same then."""
+    cfg = daemon.config.monitors[name]
+    state = daemon.states[name]
+    seq = state.incident.seq if state.incident is not None else None
+    ids = {(name, seq): daemon.incident_ids[(name, seq)]} if (name, seq) in daemon.incident_ids else {}
+    decision, outcome = daemon._decide(name, cfg, state, Tick(), deadline, ids)
+    new = decision.state
+    follow = monitor.next_deadline(cfg, new, daemon._maintenance(name, deadline) if new.incident else None)
+    return Planned(name, deadline.timestamp(), deadline, daemon.config, _inputs(daemon, name, cfg), ids,
+                   decision, outcome, follow)
+
+
+def adopt_planned(daemon: "Daemon", planned: Planned) -> "Outcome | None":
+    """The outcome of a Tick planned ahead, now taken into the daemon's memory; None (and
+    nothing changed) when the monitor, its config or a monitor it depends on or that
+    depends on it changed since it was planned."""
+    name = planned.name
+    if planned.config is not daemon.config:
+        return None
+    inputs = _inputs(daemon, name, daemon.config.monitors[name])
+    if len(inputs) != len(planned.inputs) or not all(map(operator.is_, inputs, planned.inputs)):
+        return None
+    daemon.incident_ids.update(planned.incident_ids)
+    daemon._adopt(name, planned.decision, planned.outcome, planned.now)
+    daemon._arm(name, planned.follow, lazy=True)
+    return planned.outcome
+
+
+def _inputs(daemon: "Daemon", name: str, cfg: "MonitorConfig") -> "tuple[MonitorState | None, ...]":
+    """The states a Tick of `name` reads: its own, and those of the monitors it depends
+    on (silenced) and that depend on it (suppressed). Compared by identity: every change
+    makes a new state object."""
+    states = daemon.states
+    dependents = daemon.dependents.get(name)
+    if not cfg.depends_on and not dependents:
+        return (states.get(name),)  # most monitors
+    return (states.get(name), *(states.get(d) for d in cfg.depends_on),
+            *(states.get(d) for d in dependents or ()))
 
 
 def _lateness(daemon: "Daemon", lateness: float) -> None:
