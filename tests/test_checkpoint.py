@@ -348,3 +348,33 @@ async def test_the_daemons_routine_lane_stores_what_plan_stores(tmp_path, monkey
     assert with_lane[1] == {"beat": 1, "job": 2, "other": 9, "bounded": 11}  # written behind, by the checkpoint
     assert with_lane[3]["bounded"] < with_lane[3]["beat"]  # its run's limit, not its schedule
     assert with_lane[2]["job"] == [12.0, 14.0]  # the two runs' durations, for the slow rule
+
+
+async def test_the_history_read_after_a_restart_counts_the_run_that_started_it_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The first run end after start-up reads the stored durations for the slow rule in the
+    background, and that end's own run goes into the history in memory: a read that comes
+    after the end's commit must not count it a second time."""
+    d = await started(tmp_path)
+    for _ in range(3):
+        await d.ping("job", PingKind.START)
+        await d.ping("job", PingKind.SUCCESS, exit_status=0)
+    await d.stop()
+    d = await started(tmp_path)
+    try:
+        read = d.store.recent_durations
+
+        async def late_read(*args):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.3)  # after the end's commit
+            return await read(*args)
+
+        monkeypatch.setattr(d.store, "recent_durations", late_read)
+        await d.ping("job", PingKind.START)
+        await d.ping("job", PingKind.SUCCESS, exit_status=0)
+        for _ in range(50):
+            if len(d.history["job"]) > 1:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        assert len(d.history["job"]) == 4  # three stored, and this one
+    finally:
+        await d.stop()

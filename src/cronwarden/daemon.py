@@ -440,7 +440,7 @@ class Daemon:
             # Read recent durations in the background: awaiting them here would let a
             # later ping of the same job (its next start) overtake this one.
             history = self.history[name] = stats.History()
-            self._spawn(self._load_history(name))
+            self._spawn(self._load_history(name, self.last_ping_id))
         if name not in self._inflight:  # held by no one (the usual case): hold it without a coroutine call
             claim = self._hold(name)
         else:
@@ -517,10 +517,13 @@ class Daemon:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _load_history(self, name: str) -> None:
-        """Recent durations, read once per monitor on its first run end after start-up."""
+    async def _load_history(self, name: str, through_ping: int) -> None:
+        """Recent durations, read once per monitor on its first run end after start-up: those
+        of the runs ended by `through_ping` or before, the last ping before that end. The
+        runs after it go into the history in memory as they come (the first one among them),
+        and the read may see them committed: they would count twice."""
         try:
-            durations = await self.store.recent_durations(name, stats.HISTORY)
+            durations = await self.store.recent_durations(name, stats.HISTORY, through_ping)
         except StoreError:
             return
         current = self.history.get(name)

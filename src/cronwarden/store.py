@@ -361,11 +361,15 @@ class Store:
             "SELECT r.*, p.body FROM runs r LEFT JOIN pings p ON p.id = r.ping_id"
             " WHERE r.monitor = ? ORDER BY r.id DESC LIMIT ?", (monitor, limit))
 
-    async def recent_durations(self, monitor: str, limit: int) -> list[float]:
-        """Durations of the last `limit` successful timed runs, oldest first."""
-        rows = await self.fetchall(
-            "SELECT duration_s FROM runs WHERE monitor = ? AND duration_s IS NOT NULL AND exit_status = 0"
-            " ORDER BY id DESC LIMIT ?", (monitor, limit))
+    async def recent_durations(self, monitor: str, limit: int, through_ping: int | None = None) -> list[float]:
+        """Durations of the last `limit` successful timed runs, oldest first; with
+        `through_ping`, of those ended by that ping or an earlier one."""
+        sql = "SELECT duration_s FROM runs WHERE monitor = ? AND duration_s IS NOT NULL AND exit_status = 0"
+        if through_ping is None:
+            rows = await self.fetchall(sql + " ORDER BY id DESC LIMIT ?", (monitor, limit))
+        else:
+            rows = await self.fetchall(sql + " AND ping_id <= ? ORDER BY id DESC LIMIT ?",
+                                       (monitor, through_ping, limit))
         return [float(r["duration_s"]) for r in reversed(rows)]
 
     async def ping_count(self, monitor: str) -> int:
