@@ -141,10 +141,13 @@ async def run(daemon: "Daemon") -> None:
         # A deadline scheduled before this must wake the timer (Daemon._schedule).
         daemon._sleep_until = now_ts + delay + LEAD
         daemon._rearm.clear()
+        # The timeout sets the event too: no wait_for(), whose task and cancellation at the
+        # timeout cost the wake-up at a deadline ~1 ms more on this machine.
+        timeout = asyncio.get_running_loop().call_later(delay, daemon._rearm.set)
         try:
-            await asyncio.wait_for(daemon._rearm.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+            await daemon._rearm.wait()
+        finally:
+            timeout.cancel()
         daemon._sleep_until = 0.0
 
 
