@@ -163,6 +163,7 @@ async def test_a_tick_planned_ahead_lands_at_its_deadline_with_the_deadline_as_i
         assert time.time() >= deadline
         incident = daemon.states["job"].incident
         assert incident.opened_at.timestamp() == pytest.approx(deadline, abs=RESOLUTION)
+        await wait_until(lambda: "job" not in daemon._inflight, 3)  # held from adoption to its commit
         rows = await daemon.store.fetchall("SELECT opened_at FROM incidents WHERE monitor = 'job'")
         assert [r["opened_at"] for r in rows] == [pytest.approx(deadline, abs=RESOLUTION)]
 
