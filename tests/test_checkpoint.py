@@ -28,6 +28,14 @@ def rows(path: Path) -> tuple[dict[str, dict], int | None]:
     return states, None if mark is None else int(mark[0])
 
 
+async def mark_reaches(path: Path, mark: int) -> None:
+    """Wait up to 5 s for the stored mark to be `mark` (the loop looks once a second)."""
+    for _ in range(50):
+        if rows(path)[1] == mark:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def started(path: Path) -> Daemon:
     d = Daemon(parse_config(CONFIG, path / "c.yaml"))
     await d.start()
@@ -258,10 +266,7 @@ async def test_the_loop_checkpoints_after_enough_pings(tmp_path, monkeypatch) ->
     try:
         for _ in range(3):
             await d.ping("beat", PingKind.SUCCESS)
-        for _ in range(50):  # the loop looks once a second
-            if rows(tmp_path)[1] == 3:
-                break
-            await asyncio.sleep(0.1)
+        await mark_reaches(tmp_path, 3)
         stored, mark = rows(tmp_path)
         assert mark == 3 and stored["beat"]["ping_id"] == 3 and not d.unsaved
     finally:
@@ -276,10 +281,35 @@ async def test_an_idle_loop_waits_for_a_ping_then_checkpoints_it_in_time(tmp_pat
         assert not d.unsaved_wake.is_set() and rows(tmp_path)[1] == 0
         await d.ping("beat", PingKind.SUCCESS)
         assert d.unsaved_wake.is_set()
-        for _ in range(50):
-            if rows(tmp_path)[1] == 1:
-                break
-            await asyncio.sleep(0.1)
+        await mark_reaches(tmp_path, 1)
+        assert rows(tmp_path)[1] == 1 and not d.unsaved
+    finally:
+        await d.stop()
+
+
+async def test_a_checkpoint_failed_outside_the_loop_wakes_the_loop_for_what_it_kept(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint of retention's empties `unsaved` while it writes: the loop, looking
+    then, goes to wait; when that write fails, what it puts back must wake the loop."""
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_SECONDS", 0.3)
+    d = await started(tmp_path)
+    try:
+        write, release = d.store.write, asyncio.Event()
+
+        async def held_then_failed(statements, **options):  # type: ignore[no-untyped-def]
+            if statements and statements[0][0].startswith("INSERT INTO monitors") and not release.is_set():
+                await release.wait()
+                raise StoreError("database write failed: disk I/O error (injected)")
+            return await write(statements, **options)
+
+        monkeypatch.setattr(d.store, "write", held_then_failed)
+        await d.ping("beat", PingKind.SUCCESS)
+        outside = asyncio.create_task(checkpoint.checkpoint(d))  # as retention's pass runs it
+        await asyncio.sleep(1.5)  # the loop finds nothing unsaved, and waits
+        assert not d.unsaved and not d.unsaved_wake.is_set()
+        release.set()
+        assert isinstance((await asyncio.gather(outside, return_exceptions=True))[0], StoreError)
+        assert d.unsaved == {"beat": 1}
+        await mark_reaches(tmp_path, 1)
         assert rows(tmp_path)[1] == 1 and not d.unsaved
     finally:
         await d.stop()

@@ -95,7 +95,8 @@ def replay(daemon: "Daemon", pings: Iterable[tuple], stored: dict[str, tuple[str
             continue
         daemon.states[name] = decision.state
         daemon.ping_ids[name] = held[name] = ping_id
-        daemon.unsaved.setdefault(name, ping_id)
+        if name not in daemon.unsaved:
+            daemon._leave_unsaved(name, ping_id)
         folded += 1
     return folded
 
@@ -155,6 +156,11 @@ async def _checkpoint(daemon: "Daemon") -> None:
         for name in names:
             keep(name)
         raise
+    finally:
+        # Monitors kept for the next checkpoint: the loop may have found `unsaved` empty
+        # meanwhile (a checkpoint of retention or stop() empties it first) and be waiting.
+        if daemon.unsaved:
+            daemon.unsaved_wake.set()
     daemon.mark = new_mark
     for name in [name for name, ping_id in daemon.ping_ids.items() if ping_id <= new_mark]:
         del daemon.ping_ids[name]
