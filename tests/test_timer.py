@@ -131,6 +131,25 @@ async def test_a_reload_reschedules_the_monitors_it_changes_and_leaves_the_other
 # if nothing the step read has changed by then.
 
 
+def plan(name: str, at: float) -> timer.Planned:
+    """A plan with only what Ahead reads: the monitor and its deadline."""
+    return timer.Planned(name, at, None, None, (name,), (), {}, None, None, None)  # type: ignore[arg-type]
+
+
+def test_plans_come_out_by_deadline_and_the_latest_plan_of_a_monitor_counts() -> None:
+    ahead = timer.Ahead()
+    a1, b, c, a2, d = plan("a", 20.0), plan("b", 10.0), plan("c", 20.0), plan("a", 10.0), plan("d", 30.0)
+    for p in (a1, b, c, a2, d):
+        ahead.add(p)
+    assert len(ahead) == 4 and ahead.next_time() == 10.0
+    assert ahead.pop_due(9.9) == []
+    assert ahead.pop_due(20.0) == [b, a2, c]  # a1 was replaced by a2; same deadline: order made
+    assert len(ahead) == 1 and ahead.next_time() == 30.0
+    ahead.add(plan("d", 40.0))  # every plan of 30.0 replaced: it no longer counts
+    assert ahead.next_time() == 40.0 and ahead.pop_due(35.0) == []
+    assert ahead.drain() == ["d"] and ahead.next_time() is None and ahead.pop_due(1e9) == []
+
+
 @contextlib.asynccontextmanager
 async def started(tmp_path: Path, monitors: str) -> AsyncIterator[tuple[Daemon, list[str]]]:
     """A started daemon whose timer.plan_ahead() calls are recorded (names); stopped after."""

@@ -380,11 +380,12 @@ class Daemon:
     def _adopt(self, name: str, decision: Decision, outcome: alerts.Outcome, now: datetime) -> None:
         """Take a decided change into memory: the state, counters, history (the caller
         puts the next deadline on the wheel)."""
-        self._take(name, decision.state, decision.run, self.history.get(name))
+        run = decision.run
+        self._take(name, decision.state, run, None if run is None else self.history.get(name))
         if outcome.alerts:
             self.counters[name][1] += outcome.alerts
             self.stats.alerts += outcome.alerts
-        if decision.alerts and any(a.closes for a in decision.alerts):
+        if decision.alerts and name in self.dependents and any(a.closes for a in decision.alerts):
             # Monitors whose alerts this one's outage silenced are checked again now:
             # one still failing is announced on its own.
             for dependent in self.dependents.get(name, ()):
@@ -561,21 +562,22 @@ class Daemon:
         """Put `name`'s next deadline on the wheel. `lazy` (after a ping): a timer
         already set earlier stays, and when it fires timer.fire() finds the deadline has
         moved and sets it again: one look per period instead of a wheel update per ping."""
-        return self._arm(name, self._deadline(name), lazy)
+        deadline = self._deadline(name)
+        self._arm(name, None if deadline is None else deadline.timestamp(), lazy)
+        return deadline
 
-    def _arm(self, name: str, deadline: datetime | None, lazy: bool) -> datetime | None:
-        if deadline is None:
+    def _arm(self, name: str, when: float | None, lazy: bool) -> None:
+        """Put `name`'s deadline `when` (epoch seconds; None: it has none) on the wheel."""
+        if when is None:
             if not lazy:
                 self.wheel.cancel(name)
-            return None
-        when = deadline.timestamp()
+            return
         if lazy:
             self.wheel.schedule_before(name, when)
         else:
             self.wheel.schedule(name, when)
         if when < self._sleep_until:
             self._rearm.set()
-        return deadline
 
     # ------------------------------------------------------------ workers
 

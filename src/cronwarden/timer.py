@@ -28,7 +28,6 @@ import logging
 import operator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import count
 from typing import TYPE_CHECKING
 
 from . import monitor
@@ -57,43 +56,54 @@ class Planned:
     at: float  # the deadline, epoch seconds
     now: datetime  # the deadline: the time the Tick was planned at
     config: Config
-    inputs: tuple[MonitorState | None, ...]  # what the step read (_inputs)
+    watched: tuple[str, ...]  # the monitors whose states the step read (_watched)
+    inputs: tuple[MonitorState | None, ...]  # those states, then
     incident_ids: dict[tuple[str, int], int]  # of the incident it opens, or the one open
     decision: Decision
     outcome: Outcome
-    follow: datetime | None  # the deadline after this Tick
+    follow: float | None  # the deadline after this Tick, epoch seconds
 
 
 class Ahead:
-    """Ticks planned ahead, waiting for their deadlines; the latest plan of a monitor counts."""
+    """Ticks planned ahead, waiting for their deadlines; the latest plan of a monitor counts.
+
+    Plans are kept in one list per deadline, with a heap of the distinct deadlines: the
+    monitors falling due in the same instant (a `:00`) are handed out as one list. (A heap
+    entry per plan cost ~4 µs per pop at the deadline, most of it the cache misses of
+    sifting tuples planned a second earlier.)"""
 
     def __init__(self) -> None:
         self.by_name: dict[str, Planned] = {}
-        self._heap: list[tuple[float, int, Planned]] = []
-        self._order = count()
+        self._heap: list[float] = []  # the distinct deadlines of `_at`
+        self._at: dict[float, list[Planned]] = {}  # deadline -> plans, in the order made
 
     def __len__(self) -> int:
         return len(self.by_name)
 
     def add(self, planned: Planned) -> None:
         self.by_name[planned.name] = planned
-        heapq.heappush(self._heap, (planned.at, next(self._order), planned))
+        plans = self._at.get(planned.at)
+        if plans is None:
+            self._at[planned.at] = [planned]
+            heapq.heappush(self._heap, planned.at)
+        else:
+            plans.append(planned)
 
     def next_time(self) -> float | None:
-        heap = self._heap
-        while heap and self.by_name.get(heap[0][2].name) is not heap[0][2]:
-            heapq.heappop(heap)  # replaced by a later plan of the same monitor
-        return heap[0][0] if heap else None
+        heap, by_name = self._heap, self.by_name
+        while heap and not any(by_name.get(p.name) is p for p in self._at[heap[0]]):
+            del self._at[heapq.heappop(heap)]  # every plan of it replaced by a later one
+        return heap[0] if heap else None
 
     def pop_due(self, now: float) -> list[Planned]:
         """The plans whose deadline is at or before `now`, in deadline order."""
         heap, by_name = self._heap, self.by_name
         due = []
-        while heap and heap[0][0] <= now:
-            planned = heapq.heappop(heap)[2]
-            if by_name.get(planned.name) is planned:
-                del by_name[planned.name]
-                due.append(planned)
+        while heap and heap[0] <= now:
+            for planned in self._at.pop(heapq.heappop(heap)):
+                if by_name.get(planned.name) is planned:
+                    del by_name[planned.name]
+                    due.append(planned)
         return due
 
     def drain(self) -> list[str]:
@@ -101,6 +111,7 @@ class Ahead:
         names = list(self.by_name)
         self.by_name.clear()
         self._heap.clear()
+        self._at.clear()
         return names
 
 
@@ -229,8 +240,10 @@ def plan_ahead(daemon: "Daemon", name: str, deadline: datetime) -> Planned:
     decision, outcome = daemon._decide(name, cfg, state, Tick(), deadline, ids)
     new = decision.state
     follow = monitor.next_deadline(cfg, new, daemon._maintenance(name, deadline) if new.incident else None)
-    return Planned(name, deadline.timestamp(), deadline, daemon.config, _inputs(daemon, name, cfg), ids,
-                   decision, outcome, follow)
+    watched = _watched(daemon, name, cfg)
+    return Planned(name, deadline.timestamp(), deadline, daemon.config, watched,
+                   tuple(map(daemon.states.get, watched)), ids, decision, outcome,
+                   None if follow is None else follow.timestamp())
 
 
 def adopt_planned(daemon: "Daemon", planned: Planned) -> "Outcome | None":
@@ -238,10 +251,13 @@ def adopt_planned(daemon: "Daemon", planned: Planned) -> "Outcome | None":
     nothing changed) when the monitor, its config or a monitor it depends on or that
     depends on it changed since it was planned."""
     name = planned.name
-    if planned.config is not daemon.config:
+    if planned.config is not daemon.config:  # the same config: the same monitors watched
         return None
-    inputs = _inputs(daemon, name, daemon.config.monitors[name])
-    if len(inputs) != len(planned.inputs) or not all(map(operator.is_, inputs, planned.inputs)):
+    states = daemon.states
+    if len(planned.watched) == 1:  # most monitors: only its own state
+        if states.get(name) is not planned.inputs[0]:
+            return None
+    elif not all(map(operator.is_, map(states.get, planned.watched), planned.inputs)):
         return None
     daemon.incident_ids.update(planned.incident_ids)
     daemon._adopt(name, planned.decision, planned.outcome, planned.now)
@@ -249,16 +265,14 @@ def adopt_planned(daemon: "Daemon", planned: Planned) -> "Outcome | None":
     return planned.outcome
 
 
-def _inputs(daemon: "Daemon", name: str, cfg: "MonitorConfig") -> "tuple[MonitorState | None, ...]":
-    """The states a Tick of `name` reads: its own, and those of the monitors it depends
-    on (silenced) and that depend on it (suppressed). Compared by identity: every change
-    makes a new state object."""
-    states = daemon.states
+def _watched(daemon: "Daemon", name: str, cfg: "MonitorConfig") -> tuple[str, ...]:
+    """The monitors whose states a Tick of `name` reads: itself, and those it depends on
+    (silenced) and that depend on it (suppressed). Their states are compared by identity:
+    every change makes a new state object."""
     dependents = daemon.dependents.get(name)
     if not cfg.depends_on and not dependents:
-        return (states.get(name),)  # most monitors
-    return (states.get(name), *(states.get(d) for d in cfg.depends_on),
-            *(states.get(d) for d in dependents or ()))
+        return (name,)  # most monitors
+    return (name, *cfg.depends_on, *(dependents or ()))
 
 
 def _lateness(daemon: "Daemon", lateness: float) -> None:
