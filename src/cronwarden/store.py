@@ -84,16 +84,18 @@ _Item = tuple[list[Statement], "asyncio.Future[int]", bool]
 # A commit costs about the same whatever it holds (~0.3 ms of CPU here: its fsync and WAL
 # frames, two thread hand-overs, the switches of Python's lock between the writer's thread
 # and the event loop's). With a new connection per ping (curl in a crontab) requests come
-# in a few per loop pass, and committing at once gave ~4 pings per commit; letting the loop
-# run a few passes first gives ~13, for less CPU per ping in both threads (bench/README.md).
-# The writer stops waiting after two passes in a row that brought no write (a request read
-# in one pass is handled in the next: one empty pass is not the end of them; stopping there
-# gave ~6), after GATHER_ITERATIONS passes, or after GATHER_SECONDS, whichever comes first.
+# in a few per loop pass, and committing at once gave ~4 pings per commit. So a batch of
+# fewer than GATHER_BELOW writes lets the loop run while writes keep coming. The writer
+# stops waiting after two passes in a row that brought no write (a request read in one
+# pass is handled in the next: one empty pass is not the end of them; stopping there gave
+# ~6), after GATHER_ITERATIONS passes, or after GATHER_SECONDS, whichever comes first.
 # A lone ping waits two passes, microseconds when the loop has nothing else to do; under
-# load a pass takes ~0.3 - 1 ms, and a write waits at most ~5 ms more for company (with
-# 1 ms, ~7 pings per commit).
-GATHER_BELOW = 12
-GATHER_ITERATIONS = 8
+# load a pass takes ~0.1 - 1 ms, and a write waits at most ~5 ms more for company. With
+# 50 clients (bench/ping_throughput.py): below 12 writes, 14.6 pings per commit on new
+# connections and 25 on kept ones; below 100, 47 and 49, and the server's CPU per ping
+# 174 -> 144 and 79 -> 71 us (bench/README.md).
+GATHER_BELOW = 100
+GATHER_ITERATIONS = 64
 GATHER_SECONDS = 0.005
 
 # Pages the WAL file holds before a commit copies them into the database (SQLite's
