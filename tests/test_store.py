@@ -83,6 +83,30 @@ async def test_writes_that_arrive_over_a_few_loop_passes_share_one_commit(
         await store.close()
 
 
+async def test_a_write_in_a_hurry_is_committed_even_behind_more_than_a_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch takes at most 5,000 writes: the one queued with gather=False behind more than
+    that still goes without waiting for company (here the writer would wait for ever)."""
+    released = asyncio.Event()
+
+    async def gather_for_ever(store: Store) -> None:
+        while not store._hurry and not released.is_set():
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(Store, "_gather", gather_for_ever)
+    store = Store(tmp_path / "cw.db")
+    await store.open()
+    try:
+        queued = [store.write(_ping_row(store, i)) for i in range(6000)]
+        await asyncio.sleep(0.1)
+        assert store.commits == 0
+        await asyncio.wait_for(store.write(_ping_row(store, 6000), gather=False), 10)
+        assert all(w.done() for w in queued) and store.commits == 2
+    finally:
+        released.set()
+        await store.close()
+
+
 @pytest.mark.parametrize("gather", [True, False])
 async def test_a_write_leaves_for_its_commit_after_two_quiet_passes_or_at_once(tmp_path: Path,
                                                                              gather: bool) -> None:

@@ -87,13 +87,13 @@ async def test_a_ping_waits_for_a_failing_commit_of_the_same_monitor_and_builds_
         real_write = daemon.store.write
         calls = 0
 
-        async def flaky_write(statements):  # type: ignore[no-untyped-def]
+        async def flaky_write(statements, **kw):  # type: ignore[no-untyped-def]
             nonlocal calls
             calls += 1
             if calls == 1:
                 await asyncio.sleep(0.05)
                 raise StoreError("database write failed: disk I/O error (injected)")
-            return await real_write(statements)
+            return await real_write(statements, **kw)
 
         daemon.store.write = flaky_write  # type: ignore[method-assign]
         first, second = await asyncio.gather(daemon.ping("job", PingKind.FAIL), daemon.ping("job", PingKind.FAIL),
@@ -187,6 +187,37 @@ async def test_a_tick_planned_ahead_lands_at_its_deadline_with_the_deadline_as_i
         assert [r["opened_at"] for r in rows] == [pytest.approx(deadline, abs=RESOLUTION)]
 
 
+async def test_the_commit_of_a_tick_and_of_a_failing_ping_does_not_wait_for_company(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their alerts are sent after their commit: it goes at once, with whatever is queued.
+    Here the writer waits for company for ever, unless a write hurries it."""
+    from cronwarden.monitor import PingKind
+    from cronwarden.store import Store
+
+    released = asyncio.Event()
+
+    async def gather_for_ever(store: Store) -> None:
+        while not store._hurry and not released.is_set():
+            await asyncio.sleep(0.01)
+
+    async with started(tmp_path, "  job: {every: 4s, grace: 0}\n  other: {every: 1h}\n  third: {every: 1h}") as (
+            daemon, _):
+        monkeypatch.setattr(Store, "_gather", gather_for_ever)  # after start-up's own writes
+        try:
+            routine = asyncio.ensure_future(daemon.ping("third", PingKind.SUCCESS))
+            await asyncio.sleep(0.3)
+            assert not routine.done()  # waiting for company
+            await asyncio.wait_for(daemon.ping("other", PingKind.FAIL), 2)  # before job's Tick (4 s)
+            assert routine.done()  # it went with the failing ping's commit
+            deadline = daemon.states["job"].created_at.timestamp() + 4
+            await asyncio.sleep(max(0.0, deadline - time.time()))
+            await wait_until(lambda: daemon.states["job"].incident is not None and "job" not in daemon._inflight, 5)
+            rows = await daemon.store.fetchall("SELECT monitor FROM incidents ORDER BY id")
+            assert [r["monitor"] for r in rows] == ["other", "job"]
+        finally:
+            released.set()
+
+
 async def test_a_ping_after_the_tick_was_planned_drops_the_plan(tmp_path: Path) -> None:
     from cronwarden.monitor import PingKind
     from cronwarden.timer import LEAD
@@ -251,8 +282,8 @@ async def test_a_plan_falling_due_is_committed_while_a_big_burst_is_still_being_
     committed: dict[str, float] = {}
     commit = daemon.commit
 
-    async def recorded(outcomes):  # type: ignore[no-untyped-def]
-        await commit(outcomes)
+    async def recorded(outcomes, **kw):  # type: ignore[no-untyped-def]
+        await commit(outcomes, **kw)
         for outcome in outcomes:
             if outcome.alerts:
                 committed.setdefault(outcome.monitor, time.monotonic())

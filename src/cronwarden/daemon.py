@@ -403,15 +403,15 @@ class Daemon:
             history.append(run.duration_s)
         self.states[name] = state
 
-    async def commit(self, outcomes: list[alerts.Outcome]) -> None:
-        """Commit what plan() built. If the commit fails, the in-memory state that
-        plan() already advanced is put back from the database, so an incident opened
-        in memory whose alert rows never landed is raised again (on the next Tick
-        or ping) instead of being lost."""
+    async def commit(self, outcomes: list[alerts.Outcome], gather: bool = True) -> None:
+        """Commit what plan() built (`gather`: see Store.write). If the commit fails, the
+        in-memory state that plan() already advanced is put back from the database, so an
+        incident opened in memory whose alert rows never landed is raised again (on the
+        next Tick or ping) instead of being lost."""
         statements = outcomes[0].statements if len(outcomes) == 1 else [s for o in outcomes for s in o.statements]
         if statements:
             try:
-                await self.store.write(statements)
+                await self.store.write(statements, gather=gather)
             except StoreError:
                 await resync(self, {o.monitor for o in outcomes if o.monitor})
                 raise
@@ -466,8 +466,9 @@ class Daemon:
             self.counters[name][0] += 1
             # commit([outcome]), written out: a ping always writes (its own row), and this
             # is one coroutine frame less to resume on every ping's way back from its commit.
+            # A ping that raises an alert does not wait for other writes: its delivery waits.
             try:
-                await self.store.write(statements)
+                await self.store.write(statements, gather=outcome is None or not outcome.alerts)
             except StoreError:
                 await resync(self, {name})
                 raise

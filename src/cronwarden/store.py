@@ -93,7 +93,7 @@ _Item = tuple[list[Statement], "asyncio.Future[int]", bool]
 # load a pass takes ~0.1 - 1 ms, and a write waits at most ~5 ms more for company. With
 # 50 clients (bench/ping_throughput.py): below 12 writes, 14.6 pings per commit on new
 # connections and 25 on kept ones; below 100, 47 and 49, and the server's CPU per ping
-# 174 -> 144 and 79 -> 71 us (bench/README.md).
+# 178 - 181 -> 144 and 79 -> 71 us (bench/README.md).
 GATHER_BELOW = 100
 GATHER_ITERATIONS = 64
 GATHER_SECONDS = 0.005
@@ -116,7 +116,9 @@ class Store:
         self._read: aiosqlite.Connection | None = None
         self._pending: list[_Item] = []  # writes waiting for the next group commit
         self._wakeup: asyncio.Future[None] | None = None  # set while the writer waits for work
-        self._hurry = False  # a write queued with gather=False: commit without waiting for others
+        # Writes to take before the writer waits for company again: up to the last one queued
+        # with gather=False (a batch takes at most 5,000).
+        self._hurry = 0
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the writer's, from open()
@@ -194,9 +196,10 @@ class Store:
         returning the future, not a coroutine: Daemon.commit awaits it directly, a
         coroutine frame less to suspend and resume on every ping. `gather=False`: the
         commit that takes them does not wait for other writes to join (start-up's
-        rows, which the database thread writes while the deadlines are worked out)."""
+        rows, which the database thread writes while the deadlines are worked out;
+        alerts, whose delivery waits for their commit)."""
         if not gather:
-            self._hurry = True
+            self._hurry = len(self._pending) + 1
         return self._submit(statements, counted=False)
 
     async def write_counted(self, statements: list[Statement]) -> int:
@@ -235,9 +238,9 @@ class Store:
                 await self._wakeup
                 continue
             await self._gather()
-            self._hurry = False
             batch = pending[:5000]
             del pending[:5000]
+            self._hurry = max(0, self._hurry - len(batch))
             await self._commit_batch(batch)
             del batch  # free it now, not when the next batch (maybe an alert burst) replaces it
 

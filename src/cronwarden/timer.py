@@ -211,7 +211,7 @@ async def fire(daemon: "Daemon", ready: list[Planned], names: list) -> None:
             _, outcome = daemon.plan(name, Tick(), now)
             outcomes.append(outcome)
         if outcomes:
-            await daemon.commit(outcomes)
+            await daemon.commit(outcomes, gather=False)  # alerts wait for it: no waiting for company
     finally:
         daemon._release(claims)
     for i, (name, deadline) in enumerate(soon):
