@@ -95,8 +95,7 @@ def replay(daemon: "Daemon", pings: Iterable[tuple], stored: dict[str, tuple[str
             continue
         daemon.states[name] = decision.state
         daemon.ping_ids[name] = held[name] = ping_id
-        if name not in daemon.unsaved:
-            daemon._leave_unsaved(name, ping_id)
+        daemon._leave_unsaved(name, ping_id)
         folded += 1
     return folded
 

@@ -294,8 +294,7 @@ class Daemon:
             return None
         new, run = change
         rows, ping_id = self._rows(name, now.timestamp(), ping_row, run)
-        if name not in self.unsaved:  # its state row is written behind it (cronwarden.checkpoint)
-            self._leave_unsaved(name, ping_id)
+        self._leave_unsaved(name, ping_id)  # its state row is written behind it (cronwarden.checkpoint)
         self._take(name, new, run, history)
         # _follow(), knowing it is a ping that leaves no incident and no pause
         if not (name in self.wheel and monitor.quiet_ping_defers_deadline(cfg, state, new, ping.kind)):
@@ -337,18 +336,20 @@ class Daemon:
         new = decision.state
         if new is not state:
             if ping_id is not None and not decision.alerts and not decision.notes:
-                if name not in self.unsaved:  # a routine ping: its row is written behind it
-                    self._leave_unsaved(name, ping_id)
+                self._leave_unsaved(name, ping_id)  # a routine ping: its row is written behind it
             else:
                 statements.append(self.state_row(name, new, now, at))
         return decision, outcome
 
     def _leave_unsaved(self, name: str, ping_id: int) -> None:
         """Leave `name`'s state row to the checkpoint from ping `ping_id` on, the first of its
-        pings the row lacks; the checkpoint loop waits for the first monitor left so."""
-        if not self.unsaved:
-            self.unsaved_wake.set()
-        self.unsaved[name] = ping_id
+        pings the row lacks (from an earlier one if it is left already); the checkpoint loop
+        waits for the first monitor left so."""
+        unsaved = self.unsaved
+        if name not in unsaved:
+            if not unsaved:
+                self.unsaved_wake.set()
+            unsaved[name] = ping_id
 
     def _rows(self, name: str, at: float, ping_row: tuple | None,
               run: monitor.RunInfo | None) -> tuple[list[Statement], int | None]:
